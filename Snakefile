@@ -1,0 +1,91 @@
+# Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
+# Targets: table1, figure1, figure3, all_tables. Run folders and names: methods/cells.py.
+import sys
+
+from methods.cells import figure1_runs, figure3_searches, parse_retrain, parse_search, snapshot_draws, table1_cells
+from methods.config import load_scale
+
+configfile: "config.yaml"
+
+SCALE = load_scale(config["scale"])
+R = f"{config['results']}/{SCALE.name}"
+PY = sys.executable
+DATA = f"--data-root {config['data_root']}" + (" --download" if config.get("download") else "")
+T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
+F1 = figure1_runs(SCALE)
+F3 = figure3_searches(SCALE)
+SNAPSHOTS = ",".join(snapshot_draws())
+
+wildcard_constraints:
+    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.e-]+-s[0-9]+",
+    run=r"p[0-9.]+-e[a-z0-9]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.e-]+",
+
+localrules: all_tables, table1, figure1, figure3, report_table1, report_figure1, report_figure3, report_index
+
+
+def results(runs):
+    return sorted({f"{r.path(R)}/result.json" for r in runs})
+
+
+rule all_tables:
+    input: f"{R}/report/index.html"
+
+
+rule table1:
+    input: f"{R}/report/table1.html"
+
+
+rule figure1:
+    input: f"{R}/report/figure1.html"
+
+
+rule figure3:
+    input: f"{R}/report/figure3.html"
+
+
+rule search:
+    output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
+    log: f"{R}/search/{{search}}/log.txt"
+    resources: gpu=1
+    params: s=lambda wc: parse_search(wc.search)
+    shell:
+        "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
+        " --schedule {params.s.schedule} --lr {params.s.lr} --seed {params.s.seed} --snapshot-epochs {SNAPSHOTS}"
+        " --out {R}/search/{wildcards.search} > {log} 2>&1"
+
+
+rule retrain:
+    input: f"{R}/search/{{search}}/result.json"
+    output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
+    log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
+    resources: gpu=1
+    params: r=lambda wc: parse_retrain(wc.search, wc.run)
+    shell:
+        "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
+        " --ratio {params.r.ratio} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
+        " --lr {params.r.lr} --seed {params.r.search.seed} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
+        " > {log} 2>&1"
+
+
+rule report_table1:
+    input: results(T1)
+    output: f"{R}/tables/table1.csv", f"{R}/report/table1.html"
+    shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA}"
+
+
+rule report_figure1:
+    input: results(F1), results({r.search for r in F1})
+    output: f"{R}/tables/figure1.csv", f"{R}/report/figure1.png", f"{R}/report/figure1.html"
+    shell: "{PY} -m reports figure1 --scale {SCALE.name} --results {R} {DATA}"
+
+
+rule report_figure3:
+    input: results(F3)
+    output: f"{R}/report/figure3.png", f"{R}/report/figure3.html"
+    shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA}"
+
+
+rule report_index:
+    input: f"{R}/report/table1.html", f"{R}/report/figure1.html", f"{R}/report/figure3.html"
+    output: f"{R}/report/index.html"
+    shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA}"

@@ -1,0 +1,94 @@
+"""Command line: ``python -m methods {flops,search,retrain} ...``.
+
+Bad input ends with one line on stderr naming the fix and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from .config import SCHEDULES, ConfigError, load_scale
+from .data import DATASETS, DatasetError, num_classes
+from .models import MODELS, build_model
+
+
+def _ratio(s: str) -> float:
+    v = float(s)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"pruning ratio must lie in (0, 1), got {s}")
+    return v
+
+
+def _lrs(s: str) -> list[float]:
+    return [float(x) for x in s.split(",")]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default="full", help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
+    p.add_argument("--data-root", default="data", help="folder with cifar10.npz/cifar100.npz or torchvision's CIFAR folders")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR when absent")
+    p.add_argument("--schedule", default="80-120", choices=sorted(SCHEDULES))
+    p.add_argument("--lr", type=float, default=0.1, help="initial LR; later LRs are x0.1 per milestone")
+    p.add_argument("--lrs", type=_lrs, default=None, help="explicit LRs, one more than milestones, e.g. 0.5,0.01,0.001")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", required=True, help="output folder of this run")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m methods", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("flops", help="print a model's forward MACs, FLOPs and params as one JSON line")
+    f.add_argument("--model", required=True, choices=sorted(MODELS))
+    f.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    f.add_argument("--scale", default="full")
+    s = sub.add_parser("search", help="dense sparse-BN training with EB mask history")
+    s.add_argument("--model", required=True, choices=sorted(MODELS))
+    s.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    s.add_argument("--snapshot-epochs", default="", help="paper-scale epochs whose weights to keep, e.g. 10,20,40,final")
+    _common(s)
+    r = sub.add_parser("retrain", help="retrain a subnetwork drawn from a search run")
+    r.add_argument("--search", required=True, help="output folder of the search run")
+    r.add_argument("--ratio", type=_ratio, required=True, help="channel pruning ratio p in (0, 1)")
+    r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final' or 'best'")
+    r.add_argument("--init", default="fresh", choices=["fresh", "drawn"])
+    _common(r)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        scale = load_scale(args.scale)
+        if args.cmd == "flops":
+            from .flops import complexity
+
+            m = build_model(args.model, num_classes(args.dataset), **scale.models.get(args.model, {}))
+            from .eb import bn_layers
+
+            print(json.dumps({"model": args.model, "dataset": args.dataset, "scale": scale.name,
+                              **complexity(m), "bn_channels": sum(b.num_features for b in bn_layers(m)),
+                              "unit": "macs = conv+linear multiply-adds per 3x32x32 image; flops = 2 x macs"}))
+        elif args.cmd == "search":
+            from .stages import run_search
+
+            snaps = [e for e in args.snapshot_epochs.split(",") if e]
+            res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
+                             args.data_root, args.download, snaps, args.lrs)
+            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))
+        else:
+            from .stages import run_retrain
+
+            res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
+                              args.lr, args.seed, args.data_root, args.download, args.lrs)
+            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"]}))
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

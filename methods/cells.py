@@ -1,0 +1,121 @@
+"""Table cells as frozen dataclasses, expanded from ``benchmarks/tables.yaml``.
+
+A ``SearchRun`` is one dense sparse-BN training (model, dataset, schedule, LR, seed) shared by
+every cell and figure that draws from it; a ``RetrainRun`` is one drawn-and-retrained
+subnetwork. Their ``path`` is where the workflow writes their ``result.json``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import ROOT, Scale
+
+TABLES_YAML = ROOT / "benchmarks" / "tables.yaml"
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    model: str
+    dataset: str
+    schedule: str
+    lr: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.dataset}-{self.schedule}-lr{self.lr:g}-s{self.seed}"
+
+    def path(self, results: str) -> str:
+        return f"{results}/search/{self.name}"
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """A subnetwork drawn at ``draw`` (paper-scale epoch, "final" or "best") at ``ratio`` and
+    retrained with ``init`` under ``schedule``/``lr``.
+
+    Table 1 retrains every cell under [80,120] at LR 0.1, whatever the search schedule: the
+    paper's "final" columns of both rows agree (69.72 vs 69.74 for VGG16 on CIFAR-100), which
+    a [0,100] retraining at LR 0.01 would not give; the row's schedule is the search's.
+    """
+
+    search: SearchRun
+    ratio: float
+    draw: str
+    init: str = "fresh"
+    schedule: str = "80-120"
+    lr: float = 0.1
+
+    @property
+    def name(self) -> str:
+        return f"p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}"
+
+    def path(self, results: str) -> str:
+        return f"{self.search.path(results)}/retrain/{self.name}"
+
+
+@dataclass(frozen=True)
+class Table1Cell:
+    """One cell of EB Table 1: row (model, schedule), column (dataset, draw), one run per seed."""
+
+    model: str
+    dataset: str
+    schedule: str
+    draw: str
+    runs: tuple[RetrainRun, ...]
+
+
+def load_tables() -> dict:
+    return yaml.safe_load(TABLES_YAML.read_text())
+
+
+def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
+    s = (spec or load_tables())["table1"]
+    cells = []
+    for model in s["models"]:
+        for sched in s["schedules"]:
+            for ds in s["datasets"]:
+                for draw in s["draws"]:
+                    runs = tuple(RetrainRun(SearchRun(model, ds, sched, s["lr"], seed), s["ratio"], draw, s["init"],
+                                            s["retrain_schedule"], s["lr"]) for seed in scale.seeds)
+                    cells.append(Table1Cell(model, ds, sched, draw, runs))
+    return cells
+
+
+def figure1_runs(scale: Scale, spec: dict | None = None) -> list[RetrainRun]:
+    s = (spec or load_tables())["figure1"]
+    out = []
+    for model in s["models"]:
+        for ds in s["datasets"]:
+            ratios = s.get(f"ratios_{model}_{ds}", s["ratios"])
+            for seed in scale.seeds:
+                search = SearchRun(model, ds, s["schedule"], s["lr"], seed)
+                out += [RetrainRun(search, p, d, s["init"], s["schedule"], s["lr"]) for p in ratios for d in s["draws"]]
+    return out
+
+
+def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
+    s = (spec or load_tables())["figure3"]
+    return [SearchRun(m, s["dataset"], s["schedule"], s["lr"], scale.seeds[0]) for m in s["models"]]
+
+
+def snapshot_draws(spec: dict | None = None) -> list[str]:
+    """Paper-scale epochs whose weights every search keeps (for drawn-weights retraining)."""
+    spec = spec or load_tables()
+    draws = set(spec["table1"]["draws"]) | set(spec["figure1"]["draws"])
+    return sorted(d for d in draws if d not in ("best",))
+
+
+def parse_search(name: str) -> SearchRun:
+    """Inverse of ``SearchRun.name``."""
+    model, dataset, a, b, lr, seed = name.split("-")
+    return SearchRun(model, dataset, f"{a}-{b}", float(lr[2:]), int(seed[1:]))
+
+
+def parse_retrain(search: str, run: str) -> RetrainRun:
+    """Inverse of ``RetrainRun.path`` split into its search name and run name."""
+    p, e, init, a, b, lr = run.split("-")
+    return RetrainRun(parse_search(search), float(p[1:]), e[1:], init, f"{a}-{b}", float(lr[2:]))

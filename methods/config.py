@@ -1,0 +1,137 @@
+"""Validated configuration: scales (``benchmarks/scales/*.yaml``) and run settings.
+
+Every epoch number in a table specification is given at the papers' scale (160 epochs) and
+mapped to a scale by ``Scale.epoch``, so the three scales share one code path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALES_DIR = ROOT / "benchmarks" / "scales"
+#: Epochs of the papers' CIFAR recipes (EB ``main.py``; RT Tables 8/9).
+PAPER_EPOCHS = 160
+#: Named LR schedules: epochs (paper scale) at whose start the LR is multiplied by 0.1 (EB ``main.py``).
+SCHEDULES = {"80-120": (80, 120), "0-100": (0, 100)}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field, the value and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scale(_Strict):
+    """One scale: ``full`` (papers), ``smoke`` (2-core CPU, minutes) or ``tiny`` (tests, seconds)."""
+
+    name: str
+    epochs: int = Field(gt=0, description="training epochs (160 at full scale)")
+    batch_size: int = Field(gt=0)
+    test_batch_size: int = Field(gt=0)
+    train_images: int | None = Field(default=None, gt=0, description="class-balanced subset; null = all")
+    test_images: int | None = Field(default=None, gt=0)
+    seeds: list[int] = Field(min_length=1)
+    threads: int = Field(default=0, ge=0, description="torch threads per job; 0 = torch default")
+    device: str = "auto"
+    models: dict[str, dict[str, float | int]] = Field(default_factory=dict, description="width/depth knobs per model")
+
+    def epoch(self, paper_epoch: int | str) -> int:
+        """Map a paper-scale epoch (or "final") to this scale: floor(e * epochs / 160 + 0.5)."""
+        if paper_epoch == "final":
+            return self.epochs
+        return int(int(paper_epoch) * self.epochs / PAPER_EPOCHS + 0.5)
+
+
+def load_scale(name: str) -> Scale:
+    """Load ``benchmarks/scales/<name>.yaml``.
+
+    Raises:
+        ConfigError: unknown scale or an invalid/misspelt key.
+    """
+    path = SCALES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SCALES_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown scale {name!r}; choose one of {known}")
+    return validate(Scale, {"name": name, **yaml.safe_load(path.read_text())}, str(path))
+
+
+def validate(cls, data: dict, where: str):
+    """``cls(**data)`` with pydantic's errors folded into one line naming field and value."""
+    try:
+        return cls(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        if not err["loc"]:  # a check across fields: its message names them
+            raise ConfigError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{where}: {field}={err.get('input')!r}: {err['msg']}") from None
+
+
+class RunConfig(_Strict):
+    """Everything that determines one training run; its hash names nothing but guards resumes."""
+
+    model: str
+    knobs: dict[str, float | int] = Field(default_factory=dict)
+    cfg: list | None = None
+    dataset: str
+    seed: int
+    epochs: int = Field(gt=0)
+    start_epoch: int = Field(default=0, ge=0)
+    batch_size: int = Field(gt=0)
+    test_batch_size: int = Field(gt=0)
+    train_images: int | None = None
+    test_images: int | None = None
+    milestones: list[int]
+    lrs: list[float]
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    sparsity: float = Field(default=1e-4, ge=0, description="lambda of L1 on BN gamma (EB main.py --s)")
+    data_root: str
+    download: bool = False
+    device: str = "auto"
+    threads: int = 0
+
+    @field_validator("lrs")
+    @classmethod
+    def _positive(cls, v):
+        if any(x <= 0 for x in v):
+            raise ValueError("learning rates must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if len(self.lrs) != len(self.milestones) + 1:
+            raise ValueError(f"lrs={self.lrs}: need one more learning rate than milestones {self.milestones}")
+        if any(not 0 <= m <= self.epochs for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones={self.milestones}: must be sorted and within [0, {self.epochs}]")
+        return self
+
+    def lr(self, epoch: int) -> float:
+        """LR of 0-based ``epoch``: ``lrs[k]`` with k = number of milestones <= epoch (EB ``main.py``)."""
+        return self.lrs[sum(m <= epoch for m in self.milestones)]
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def schedule(name: str, lr: float, scale: Scale, lrs: list[float] | None = None) -> tuple[list[int], list[float]]:
+    """Milestones (at ``scale``) and explicit LRs of a named schedule.
+
+    Default LRs are lr, lr/10, lr/100 (EB ``main.py``: x0.1 at each milestone); e.g. "0-100"
+    with lr 0.1 gives 0.01 for epochs 0-99 and 0.001 for 100-159. ``lrs`` overrides them
+    (Table 4's paper values 0.5 -> 0.01 -> 0.001).
+
+    Raises:
+        ConfigError: unknown schedule name.
+    """
+    if name not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
+    ms = [scale.epoch(m) for m in SCHEDULES[name]]
+    return ms, list(lrs) if lrs else [lr * 0.1 ** k for k in range(len(ms) + 1)]

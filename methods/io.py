@@ -1,0 +1,61 @@
+"""Atomic result files and checkpoints.
+
+Every file is written to a temporary sibling and moved into place with ``os.replace``, so a
+killed process leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _atomic(path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True).encode()))
+
+
+def read_json(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_torch(path, obj) -> None:
+    """``torch.save`` atomically (checkpoints, snapshots)."""
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def load_torch(path, what: str = "checkpoint"):
+    """``torch.load(weights_only=True)`` on the CPU.
+
+    Raises:
+        RuntimeError: unreadable or corrupt file, naming it and the fix (delete it to start over).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"corrupt or unreadable {what} {path} ({type(e).__name__}); delete it to start that stage over") from e
+
+
+def save_npz(path, **arrays) -> None:
+    """``np.savez_compressed`` atomically."""
+    _atomic(path, lambda f: np.savez_compressed(f, **arrays))

@@ -1,0 +1,29 @@
+"""Where a result came from: commit, versions, device, date and the command line."""
+from __future__ import annotations
+
+import datetime
+import platform
+import subprocess
+import sys
+
+import torch
+
+from .config import ROOT
+
+
+def git_commit() -> str:
+    """HEAD commit of the suite, suffixed "+dirty" when the tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return (head or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return {"commit": git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+            "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "host": platform.node(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python -m methods"] + sys.argv[1:])}

@@ -1,0 +1,125 @@
+"""The EB training recipe with per-epoch checkpoints and resume (REFERENCE.md section 2).
+
+SGD (momentum 0.9, weight decay 1e-4 on every parameter), LR from explicit milestones, L1 on
+BN scaling factors (gamma.grad += lambda * sign(gamma) after ``backward``, before ``step``;
+EB ``main.py`` ``updateBN``), batched on-device augmentation, test accuracy every epoch.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RunConfig
+from .data import Split, augment, normalize
+from .eb import bn_gammas, bn_layers
+from .io import load_torch, save_torch
+
+
+def device_of(name: str) -> torch.device:
+    """"auto" = CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """Generator for one epoch's shuffling and augmentation, derived from (seed, epoch) alone,
+    so a resumed run draws exactly what an uninterrupted one would."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, test: Split, batch_size: int) -> dict:
+    """Test loss and top-1: per-sample accuracy (``test_acc``, %) and the EB code's mean of
+    per-batch accuracies (``test_acc_batchmean``, %), which weights the last small batch equally."""
+    model.eval()
+    loss, correct, batch_accs = 0.0, 0, []
+    for i in range(0, len(test.y), batch_size):
+        x, y = normalize(test.x[i:i + batch_size]), test.y[i:i + batch_size]
+        out = model(x)
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        c = (out.argmax(1) == y).sum().item()
+        correct += c
+        batch_accs.append(c / len(y))
+    n = len(test.y)
+    return {"test_loss": loss / n, "test_acc": 100.0 * correct / n,
+            "test_acc_batchmean": 100.0 * sum(batch_accs) / len(batch_accs)}
+
+
+def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[nn.BatchNorm2d]) -> dict:
+    """One epoch of SGD; loss and accuracy are accumulated on the device (one sync per epoch)."""
+    model.train()
+    dev = train.x.device
+    gen = epoch_generator(cfg.seed, epoch, dev)
+    perm = torch.randperm(len(train.y), device=dev, generator=gen)
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    for i in range(0, len(perm), cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        x, y = augment(train.x[idx], gen), train.y[idx]
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.sparsity:
+            for bn in bns:
+                bn.weight.grad.add_(torch.sign(bn.weight.detach()), alpha=cfg.sparsity)
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (out.detach().argmax(1) == y).sum()
+    n = len(perm)
+    return {"train_loss": loss_sum.item() / n, "train_acc": 100.0 * correct.item() / n}
+
+
+def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: Path,
+        on_epoch: Callable[[int, nn.Module, torch.Tensor], None] | None = None, name: str = "") -> dict:
+    """Train ``model`` from ``cfg.start_epoch`` to ``cfg.epochs``, resuming from ``ckpt_path``.
+
+    ``train``/``test`` must already be on the training device. Every epoch appends a log row
+    (lr, losses, accuracies in %, seconds, images/s), the BN |gamma| vector (for masks), and
+    rewrites the checkpoint atomically. ``on_epoch(epoch, model, gammas)`` runs after each
+    epoch (epoch = completed epochs; ``gammas`` the (epoch+1-start, N) history).
+
+    Returns ``{"log": [...], "gammas": (E+1-start, N) float32, "model": model}``.
+
+    Raises:
+        RuntimeError: a checkpoint written by a different configuration, or a corrupt one.
+    """
+    dev = train.x.device
+    model.to(dev)
+    bns = bn_layers(model)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    log, gammas, epoch = [], [bn_gammas(model)], cfg.start_epoch
+    if ckpt_path.is_file():
+        ck = load_torch(ckpt_path)
+        if ck.get("digest") != cfg.digest():
+            raise RuntimeError(f"checkpoint {ckpt_path} belongs to another configuration; delete it to start over")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        log, gammas, epoch = ck["log"], list(ck["gammas"]), ck["epoch"]
+        print(f"{name}: resuming after epoch {epoch}", file=sys.stderr)
+    while epoch < cfg.epochs:
+        lr = cfg.lr(epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.perf_counter()
+        row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, opt, train, cfg, epoch, bns)}
+        row["seconds"] = time.perf_counter() - t0
+        row["images_per_s"] = len(train.y) / row["seconds"]
+        row.update(evaluate(model, test, cfg.test_batch_size))
+        epoch += 1
+        log.append(row)
+        gammas.append(bn_gammas(model))
+        if on_epoch is not None:
+            on_epoch(epoch, model, torch.stack(gammas))
+        save_torch(ckpt_path, {"digest": cfg.digest(), "epoch": epoch, "model": model.state_dict(),
+                               "opt": opt.state_dict(), "log": log, "gammas": torch.stack(gammas)})
+        print(f"{name} epoch {epoch}/{cfg.epochs} lr {lr:.4g} loss {row['train_loss']:.3f} "
+              f"train {row['train_acc']:.1f}% test {row['test_acc']:.2f}% {row['images_per_s']:.0f} img/s", flush=True)
+    return {"log": log, "gammas": torch.stack(gammas), "model": model}

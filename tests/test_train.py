@@ -1,0 +1,127 @@
+"""Schedules, the training step and resume after an interruption (tiny scale, CPU)."""
+import json
+
+import pytest
+import torch
+
+from methods.config import ConfigError, RunConfig, load_scale, schedule, validate
+from methods.stages import run_retrain, run_search
+
+
+def _cfg(sched, lr=0.1, scale="full", **kw):
+    s = load_scale(scale)
+    ms, lrs = schedule(sched, lr, s)
+    return RunConfig(model="vgg16", dataset="cifar10", seed=1, epochs=s.epochs, batch_size=8, test_batch_size=8,
+                     milestones=ms, lrs=lrs, data_root=".", **kw)
+
+
+def test_lr_80_120_at_given_epochs():
+    c = _cfg("80-120")
+    assert [c.lr(e) for e in (0, 79, 80, 119, 120, 159)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_lr_0_100_decays_before_epoch_0():
+    c = _cfg("0-100")
+    assert [c.lr(e) for e in (0, 99, 100, 159)] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+
+
+def test_schedules_scale_with_the_scale():
+    smoke = load_scale("smoke")
+    assert smoke.epochs == 16
+    assert schedule("80-120", 0.1, smoke)[0] == [8, 12]
+    assert schedule("0-100", 0.1, smoke)[0] == [0, 10]
+    assert [smoke.epoch(e) for e in ("10", "20", "40", "final")] == [1, 2, 4, 16]
+    c = _cfg("80-120", scale="smoke")
+    assert [c.lr(e) for e in (7, 8, 11, 12)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+def test_explicit_lrs_and_bad_schedules():
+    s = load_scale("full")
+    assert schedule("80-120", 0.5, s, [0.5, 0.01, 0.001])[1] == [0.5, 0.01, 0.001]
+    with pytest.raises(ConfigError, match="unknown schedule"):
+        schedule("30-60", 0.1, s)
+    with pytest.raises(ConfigError, match="one more learning rate"):
+        validate(RunConfig, dict(model="vgg16", dataset="cifar10", seed=1, epochs=10, batch_size=8, test_batch_size=8,
+                                 milestones=[5], lrs=[0.1], data_root="."), "run")
+    with pytest.raises(ConfigError, match="within"):
+        validate(RunConfig, dict(model="vgg16", dataset="cifar10", seed=1, epochs=10, batch_size=8, test_batch_size=8,
+                                 milestones=[5, 20], lrs=[0.1, 0.01, 0.001], data_root="."), "run")
+
+
+def test_unknown_scale_and_misspelt_key(tmp_path, monkeypatch):
+    import methods.config as cfg
+
+    with pytest.raises(ConfigError, match="unknown scale 'huge'"):
+        load_scale("huge")
+    (tmp_path / "bad.yaml").write_text("epochs: 4\nbatch_sise: 8\ntest_batch_size: 8\nbatch_size: 8\nseeds: [1]\n")
+    monkeypatch.setattr(cfg, "SCALES_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="batch_sise.*[Ee]xtra"):
+        load_scale("bad")
+
+
+def _comparable(result):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in result["log"]]
+
+
+def test_search_records_masks_snapshots_and_eb(tmp_path, data_root):
+    tiny = load_scale("tiny")
+    res = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["20", "final"])
+    assert len(res["log"]) == tiny.epochs and res["bn_channels"] == 264
+    h = __import__("numpy").load(tmp_path / "s" / "history.npz")
+    assert h["gammas"].shape == (tiny.epochs + 1, 264) and h["mask_p0.5"].shape == (tiny.epochs + 1, 264)
+    assert (tmp_path / "s" / "snapshots" / "epoch0.pt").is_file() and (tmp_path / "s" / "snapshots" / "epoch2.pt").is_file()
+    for rule in ("paper", "official"):
+        t = res["eb_epochs"]["0.5"][rule]
+        assert t is None or (tmp_path / "s" / "snapshots" / f"epoch{t}.pt").is_file()
+    assert not (tmp_path / "s" / "ckpt.pt").exists()
+    assert res["best_acc"] == max(r["test_acc"] for r in res["log"])
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, monkeypatch):
+    tiny = load_scale("tiny")
+    args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 3, str(data_root))
+    full = run_search(tmp_path / "a", *args)
+
+    import methods.train as train
+
+    real_save = train.save_torch
+    calls = {"n": 0}
+
+    def crash_after_five(path, obj):  # the 6th epoch dies before its checkpoint lands
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated kill")
+        real_save(path, obj)
+
+    monkeypatch.setattr(train, "save_torch", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(tmp_path / "b", *args)
+    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 5
+    monkeypatch.setattr(train, "save_torch", real_save)
+    resumed = run_search(tmp_path / "b", *args)
+    assert _comparable(resumed) == _comparable(full)
+    import numpy as np
+
+    assert np.array_equal(np.load(tmp_path / "a" / "history.npz")["gammas"], np.load(tmp_path / "b" / "history.npz")["gammas"])
+    assert resumed["eb_epochs"] == full["eb_epochs"]
+
+
+def test_retrain_draws_and_charges_cost(tmp_path, data_root):
+    tiny = load_scale("tiny")
+    run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["40"])
+    fresh = run_retrain(tmp_path / "r1", tiny, tmp_path / "s", 0.5, "40", "fresh", "80-120", 0.1, 1, str(data_root))
+    drawn = run_retrain(tmp_path / "r2", tiny, tmp_path / "s", 0.5, "40", "drawn", "80-120", 0.1, 1, str(data_root))
+    assert fresh["draw_epoch"] == drawn["draw_epoch"] == 4
+    assert fresh["config"]["cfg"] == drawn["config"]["cfg"]
+    assert fresh["log"][0]["test_acc"] != drawn["log"][0]["test_acc"] or fresh["log"][0]["train_loss"] != drawn["log"][0]["train_loss"]
+    n, e = fresh["train_images"], tiny.epochs
+    assert fresh["train_flops"] == pytest.approx(3 * n * (4 * fresh["dense_complexity"]["flops"] + e * fresh["complexity"]["flops"]))
+    assert 0 < fresh["flop_reduction"] < 1 and fresh["complexity"]["params"] < fresh["dense_complexity"]["params"]
+    saved = json.loads((tmp_path / "r1" / "result.json").read_text())
+    assert saved["best_acc"] == fresh["best_acc"] and saved["provenance"]["torch"] == torch.__version__
+
+
+def test_tiny_model_learns(tmp_path, data_root):
+    res = run_search(tmp_path / "s", load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    assert res["log"][-1]["train_loss"] < res["log"][0]["train_loss"]
+    assert res["best_acc"] > 15.0  # 10 classes: chance is 10 %
