@@ -18,7 +18,7 @@ SNAPSHOTS = ",".join(snapshot_draws())
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.e-]+-s[0-9]+",
-    run=r"p[0-9.]+-e[a-z0-9]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.e-]+",
+    run=r"p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.e-]+",
 
 localrules: all_tables, table1, figure1, figure3, report_table1, report_figure1, report_figure3, report_index
 

@@ -51,8 +51,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrain", help="retrain a subnetwork drawn from a search run")
     r.add_argument("--search", required=True, help="output folder of the search run")
     r.add_argument("--ratio", type=_ratio, required=True, help="channel pruning ratio p in (0, 1)")
-    r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final' or 'best'")
-    r.add_argument("--init", default="fresh", choices=["fresh", "drawn"])
+    r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
+    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue"],
+                   help="fresh init, drawn weights, or continue from the draw epoch (EB Train)")
     _common(r)
     return ap
 

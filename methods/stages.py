@@ -24,6 +24,7 @@ from .train import device_of, fit
 #: Ratios whose masks and EB draw epochs every search records (REFERENCE.md sections 4 and 10).
 SEARCH_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 EB_RULES = ("paper", "official")
+INITS = ("fresh", "drawn", "continue")
 
 
 def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
@@ -102,15 +103,26 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     return result
 
 
-def resolve_draw_epoch(draw: str, scale: Scale, search: dict) -> int:
-    """Completed search epochs of a draw: a paper-scale number, "final", or "best" (the search
-    epoch with the best test accuracy: Figure 1's hollow star)."""
+def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> int:
+    """Completed search epochs of a draw: a paper-scale number, "final", "best" (the search
+    epoch with the best test accuracy: Figure 1's hollow star), or "eb" / "eb_official" (the
+    EB ticket's epoch at ``ratio`` under the paper's or the official detection rule).
+
+    Raises:
+        ConfigError: unknown draw, or no EB ticket emerged at ``ratio``.
+    """
     if draw == "best":
         return int(search["best_epoch"])
+    if draw in ("eb", "eb_official"):
+        rule = "paper" if draw == "eb" else "official"
+        t = search["eb_epochs"].get(str(ratio), {}).get(rule)
+        if t is None:
+            raise ConfigError(f"no EB ticket emerged at p={ratio} ({rule} rule) in {search['config']['epochs']} epochs; draw at an epoch instead")
+        return int(t)
     try:
         return scale.epoch(draw)
     except ValueError:
-        raise ConfigError(f"draw epoch {draw!r}: use an epoch number, 'final' or 'best'") from None
+        raise ConfigError(f"draw epoch {draw!r}: use an epoch number, 'final', 'best', 'eb' or 'eb_official'") from None
 
 
 def draw_ticket(search_dir: Path, ratio: float, epoch: int, weights: bool, classes: int) -> tuple[torch.nn.Module, list]:
@@ -138,31 +150,39 @@ def draw_ticket(search_dir: Path, ratio: float, epoch: int, weights: bool, class
 
 def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: str, init: str, sched: str,
                 lr: float, seed: int, data_root: str, download: bool = False, lrs=None) -> dict:
-    """Retrain a subnetwork drawn from a search run for the full schedule (Table 1, Figure 1).
+    """Retrain a subnetwork drawn from a search run (REFERENCE.md section 6).
 
-    ``init="fresh"`` (default; REFERENCE.md section 6) re-initialises the drawn architecture
-    with the EB init from ``seed``; ``init="drawn"`` keeps the weights at the draw epoch.
-    Charged cost: draw-epoch dense search epochs plus the retraining at the pruned cost.
+    ``init``:
+      * ``"fresh"`` (Table 1/Figure 1 default; with ``draw="eb"`` it is EB Train (re-init)):
+        re-initialise the drawn architecture with the EB init from ``seed``, train all epochs;
+      * ``"drawn"``: keep the weights at the draw epoch, train all epochs;
+      * ``"continue"`` (with ``draw="eb"`` it is EB Train): keep the ticket's weights and train
+        on from the draw epoch to the last under the same schedule, with a fresh optimizer.
+    Charged cost: the dense search epochs up to the draw plus the retraining at the pruned cost.
+
+    Raises:
+        ConfigError: bad ``init`` or ``draw``; FileNotFoundError: no snapshot for drawn weights.
     """
     out, search_dir = Path(out), Path(search_dir)
     if (out / "result.json").is_file():
         return read_json(out / "result.json")
-    if init not in ("fresh", "drawn"):
-        raise ConfigError(f"init={init!r}: choose 'fresh' or 'drawn'")
+    if init not in INITS:
+        raise ConfigError(f"init={init!r}: choose one of {INITS}")
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
-    epoch = resolve_draw_epoch(draw, scale, search)
+    epoch = resolve_draw_epoch(draw, scale, search, ratio)
     dev, classes, train, test = _setup(scale, scfg["dataset"], data_root, download)
-    net, arch = draw_ticket(search_dir, ratio, epoch, init == "drawn", classes)
+    net, arch = draw_ticket(search_dir, ratio, epoch, init != "fresh", classes)
     if init == "fresh":
         torch.manual_seed(seed)
         net.reset_parameters()
-    cfg = _run_config(scale, scfg["model"], scfg["dataset"], sched, lr, seed, data_root, download, lrs, cfg=arch)
+    start = epoch if init == "continue" else 0
+    cfg = _run_config(scale, scfg["model"], scfg["dataset"], sched, lr, seed, data_root, download, lrs, cfg=arch, start_epoch=start)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name)
     cx, dense_cx = complexity(res["model"]), search["complexity"]
     n = len(train.y)
     flops_search = training_flops(dense_cx["flops"], n, epoch)
-    flops_retrain = training_flops(cx["flops"], n, cfg.epochs)
+    flops_retrain = training_flops(cx["flops"], n, cfg.epochs - start)
     result = {"kind": "retrain", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
               "search": str(search_dir), "search_best_acc": search["best_acc"], "ratio": ratio, "draw": draw,
               "draw_epoch": epoch, "init": init, "complexity": cx, "dense_complexity": dense_cx,

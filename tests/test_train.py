@@ -125,3 +125,19 @@ def test_tiny_model_learns(tmp_path, data_root):
     res = run_search(tmp_path / "s", load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
     assert res["log"][-1]["train_loss"] < res["log"][0]["train_loss"]
     assert res["best_acc"] > 15.0  # 10 classes: chance is 10 %
+
+
+def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, data_root):
+    tiny = load_scale("tiny")
+    search = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None)
+    t = search["eb_epochs"][str(ratio)]["paper"]
+    eb = run_retrain(tmp_path / "eb", tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    re = run_retrain(tmp_path / "re", tiny, tmp_path / "s", ratio, "eb", "fresh", "80-120", 0.1, 1, str(data_root))
+    assert eb["draw_epoch"] == re["draw_epoch"] == t
+    assert [r["epoch"] for r in eb["log"]] == list(range(t + 1, tiny.epochs + 1))
+    assert eb["log"][0]["lr"] == pytest.approx(([0.1] * 8 + [0.01] * 4 + [0.001] * 4)[t])  # same schedule, epoch t
+    n, e = eb["train_images"], tiny.epochs
+    dense, pruned = eb["dense_complexity"]["flops"], eb["complexity"]["flops"]
+    assert eb["train_flops"] == pytest.approx(3 * n * (t * dense + (e - t) * pruned))
+    assert re["train_flops"] == pytest.approx(3 * n * (t * dense + e * pruned))
