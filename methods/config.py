@@ -118,7 +118,9 @@ class RunConfig(_Strict):
         return self.lrs[sum(m <= epoch for m in self.milestones)]
 
     def digest(self) -> str:
-        return hashlib.sha1(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+        """Hash of the fields that change the maths (not where data lives or what runs it)."""
+        d = self.model_dump(exclude={"data_root", "download", "device", "threads"})
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def schedule(name: str, lr: float, scale: Scale, lrs: list[float] | None = None) -> tuple[list[int], list[float]]:

@@ -6,6 +6,8 @@ network's outputs equal the dense network's with gamma and beta of pruned channe
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -100,7 +102,7 @@ def prune_channels(model: nn.Module, masks: list[torch.Tensor], num_classes: int
     Raises:
         TypeError: a model family without a pruning rule.
     """
-    model = model.cpu()
+    model = copy.deepcopy(model).cpu()
     if isinstance(model, VGG):
         return _prune_vgg(model, masks, num_classes)
     if isinstance(model, PreResNet):

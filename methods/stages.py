@@ -27,9 +27,16 @@ EB_RULES = ("paper", "official")
 INITS = ("fresh", "drawn", "continue")
 
 
+#: Images per epoch in the papers' CIFAR training (REFERENCE.md section 1): costs are also given at this size.
+PAPER_TRAIN_IMAGES = 50_000
+
+
 def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
     if scale.threads:
         torch.set_num_threads(scale.threads)
+    # FP32 as in the original runs: TF32 convolutions could reorder gammas near the threshold.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     dev = device_of(scale.device)
     classes = num_classes(dataset)
     train, test = load_cifar(data_root, dataset, download)
@@ -38,11 +45,10 @@ def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
     return dev, classes, train, test
 
 
-def _run_config(scale: Scale, model: str, dataset: str, sched: str, lr: float, seed: int, data_root: str,
-                download: bool, lrs=None, **extra) -> RunConfig:
+def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], lrs: list[float], seed: int,
+                data_root: str, download: bool, **extra) -> RunConfig:
     if model not in scale.models:
         raise ConfigError(f"model {model!r} has no entry in scale {scale.name!r}; known: {sorted(scale.models)}")
-    milestones, lrs = schedule(sched, lr, scale, lrs)
     return validate(RunConfig, dict(model=model, knobs=scale.models[model], dataset=dataset, seed=seed,
                                     epochs=scale.epochs, batch_size=scale.batch_size, test_batch_size=scale.test_batch_size,
                                     train_images=scale.train_images, test_images=scale.test_images, milestones=milestones,
@@ -71,7 +77,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     out = Path(out)
     if (out / "result.json").is_file():
         return read_json(out / "result.json")
-    cfg = _run_config(scale, model, dataset, sched, lr, seed, data_root, download, lrs)
+    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download)
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
     torch.manual_seed(seed)
     net = build_model(model, classes, **cfg.knobs)
@@ -97,10 +103,16 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
-    result["train_flops_eb_units"] = result["train_flops"] / EB_UNIT_FLOPS
+    _paper_cost(result)
     write_json(out / "result.json", result)
     (out / "ckpt.pt").unlink(missing_ok=True)
     return result
+
+
+def _paper_cost(result: dict) -> None:
+    """Add the cost in EB units (0.05 PFLOPs) as run, and rescaled to the papers' 50,000 images."""
+    result["train_flops_eb_units"] = result["train_flops"] / EB_UNIT_FLOPS
+    result["train_flops_50k_eb_units"] = result["train_flops_eb_units"] * PAPER_TRAIN_IMAGES / result["train_images"]
 
 
 def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> int:
@@ -115,14 +127,19 @@ def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> i
         return int(search["best_epoch"])
     if draw in ("eb", "eb_official"):
         rule = "paper" if draw == "eb" else "official"
-        t = search["eb_epochs"].get(str(ratio), {}).get(rule)
+        if str(ratio) not in search["eb_epochs"]:
+            raise ConfigError(f"ratio {ratio} has no EB detector in this search; choose one of {sorted(search['eb_epochs'])}")
+        t = search["eb_epochs"][str(ratio)][rule]
         if t is None:
             raise ConfigError(f"no EB ticket emerged at p={ratio} ({rule} rule) in {search['config']['epochs']} epochs; draw at an epoch instead")
         return int(t)
     try:
-        return scale.epoch(draw)
+        e = scale.epoch(draw)
     except ValueError:
-        raise ConfigError(f"draw epoch {draw!r}: use an epoch number, 'final', 'best', 'eb' or 'eb_official'") from None
+        e = -1
+    if not 0 <= e <= scale.epochs:
+        raise ConfigError(f"draw epoch {draw!r}: use an epoch number in [0, 160], 'final', 'best', 'eb' or 'eb_official'")
+    return e
 
 
 def draw_ticket(search_dir: Path, ratio: float, epoch: int, weights: bool, classes: int) -> tuple[torch.nn.Module, list]:
@@ -177,7 +194,14 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         torch.manual_seed(seed)
         net.reset_parameters()
     start = epoch if init == "continue" else 0
-    cfg = _run_config(scale, scfg["model"], scfg["dataset"], sched, lr, seed, data_root, download, lrs, cfg=arch, start_epoch=start)
+    if init == "continue":  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
+        if start >= scale.epochs:
+            raise ConfigError(f"init=continue from the last epoch ({start}) leaves nothing to train; draw earlier")
+        milestones, lrs = scfg["milestones"], scfg["lrs"]
+    else:
+        milestones, lrs = schedule(sched, lr, scale, lrs)
+    cfg = _run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
+                      start_epoch=start)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name)
     cx, dense_cx = complexity(res["model"]), search["complexity"]
     n = len(train.y)
@@ -189,7 +213,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "param_reduction": 1 - cx["params"] / dense_cx["params"], "flop_reduction": 1 - cx["flops"] / dense_cx["flops"],
               "train_images": n, "flops_search": flops_search, "flops_retrain": flops_retrain,
               "train_flops": flops_search + flops_retrain, "provenance": provenance(dev)}
-    result["train_flops_eb_units"] = result["train_flops"] / EB_UNIT_FLOPS
+    _paper_cost(result)
     write_json(out / "result.json", result)
     (out / "ckpt.pt").unlink(missing_ok=True)
     return result

@@ -141,3 +141,15 @@ def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, dat
     dense, pruned = eb["dense_complexity"]["flops"], eb["complexity"]["flops"]
     assert eb["train_flops"] == pytest.approx(3 * n * (t * dense + (e - t) * pruned))
     assert re["train_flops"] == pytest.approx(3 * n * (t * dense + e * pruned))
+
+
+def test_draw_epochs_resolve_and_bad_draws_are_refused():
+    from methods.stages import resolve_draw_epoch
+
+    smoke = load_scale("smoke")
+    search = {"best_epoch": 13, "eb_epochs": {"0.5": {"paper": 6, "official": None}}, "config": {"epochs": 16}}
+    assert [resolve_draw_epoch(d, smoke, search, 0.5) for d in ("20", "final", "best", "eb")] == [2, 16, 13, 6]
+    for draw, ratio, msg in [("-10", 0.5, "draw epoch"), ("200", 0.5, "draw epoch"), ("late", 0.5, "draw epoch"),
+                             ("eb_official", 0.5, "no EB ticket emerged"), ("eb", 0.25, "no EB detector")]:
+        with pytest.raises(ConfigError, match=msg):
+            resolve_draw_epoch(draw, smoke, search, ratio)
