@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig, Scale, ConfigError, schedule, validate
+from .config import PAPER_EPOCHS, ConfigError, RunConfig, Scale, schedule, validate
 from .data import balanced_subset, load_cifar, num_classes
 from .eb import channel_mask, detect_eb, layer_masks
 from .flops import EB_UNIT_FLOPS, complexity, training_flops
@@ -134,10 +134,10 @@ def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> i
             raise ConfigError(f"no EB ticket emerged at p={ratio} ({rule} rule) in {search['config']['epochs']} epochs; draw at an epoch instead")
         return int(t)
     try:
-        e = scale.epoch(draw)
+        e = scale.epoch(draw if draw == "final" else int(draw))
     except ValueError:
         e = -1
-    if not 0 <= e <= scale.epochs:
+    if draw != "final" and not 0 <= e <= int(draw) <= PAPER_EPOCHS:
         raise ConfigError(f"draw epoch {draw!r}: use an epoch number in [0, 160], 'final', 'best', 'eb' or 'eb_official'")
     return e
 
