@@ -1,0 +1,10 @@
+"""Report pages for the reproduction: EB Table 1, Figure 1, Figure 3 and an index.
+
+Each page reads the run folders named by ``methods.cells`` under one results tree
+(``results/<scale>``), treats a run without ``result.json`` as pending, and writes its files
+atomically: ``tables/*.csv`` for machines, ``report/*.html`` (+ ``.png``) for people. The
+HTML is self-contained (inline CSS, no scripts, no remote URLs) so it opens from the file system.
+"""
+
+#: Page names accepted by ``python -m reports``; the Snakefile depends on their outputs.
+PAGES = ("table1", "figure1", "figure3", "index")

@@ -1,0 +1,55 @@
+"""Command line: ``python -m reports PAGE --scale S --results results/S [--data-root D]``.
+
+PAGE is table1, figure1, figure3, index (or all). Outputs, relative to ``--results``:
+table1 -> tables/table1.csv, report/table1.html; figure1 -> tables/figure1.csv,
+report/figure1.png, report/figure1.html; figure3 -> report/figure3.png, report/figure3.html
+(+ tables/figure3.csv); index -> report/index.html. Bad input ends with one line on stderr
+and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from . import PAGES
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("page", choices=[*PAGES, "all"], help="page to build ('all' builds every page, index last)")
+    ap.add_argument("--scale", required=True, help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
+    ap.add_argument("--results", required=True, help="results tree of that scale, e.g. results/tiny")
+    ap.add_argument("--data-root", default=None,
+                    help="data root to state on the pages (default: the data_root the runs were trained with)")
+    return ap
+
+
+def build(page: str, scale, results: str, data_root: str | None = None, spec: dict | None = None):
+    """Build one page; the import is per page so the index does not pull in seaborn."""
+    from importlib import import_module
+
+    return import_module(f"reports.{page}").build(scale, results, data_root, spec)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from methods.config import ConfigError, load_scale
+
+    try:
+        scale = load_scale(args.scale)
+        for page in PAGES if args.page == "all" else [args.page]:
+            out = build(page, scale, args.results, args.data_root)
+            if page == "index":  # one line per page: "Table 1: 2/32 cells"
+                out = ", ".join(f"{p['name']}: {p['done']}/{p['total']} {p['unit']}" for p in out)
+            print(f"{page}: {out}")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""What every page shares: reading run folders, provenance, the scale note and rendering.
+
+A run is *done* when its ``result.json`` exists and parses; anything else is *pending*
+(the workflow writes ``result.json`` last and atomically, so its presence is the signal).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from methods.config import PAPER_EPOCHS, Scale
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass
+class Run:
+    """One expected run folder and, when done, its parsed ``result.json``."""
+
+    path: Path
+    result: dict | None = None
+    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "unreadable", "scale mismatch"
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+
+def load_run(path, scale: Scale) -> Run:
+    """Read ``path/result.json``; a missing file means pending, never an error.
+
+    A result written at another scale is set aside (status "scale mismatch"), so a results tree
+    reused across scales cannot silently mix 16-epoch and 160-epoch numbers into one cell.
+    """
+    path = Path(path)
+    f = path / "result.json"
+    if not f.is_file():
+        return Run(path, None, "pending (checkpoint present)" if (path / "ckpt.pt").is_file() else "pending")
+    try:
+        res = json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        print(f"warning: unreadable {f} ({type(e).__name__}); shown as pending", file=sys.stderr)
+        return Run(path, None, "unreadable")
+    if res.get("scale") not in (None, scale.name):
+        return Run(path, None, f"scale mismatch ({res.get('scale')})")
+    return Run(path, res, "done")
+
+
+def stats(values: list[float]) -> dict:
+    """Mean, min and max of a list (NaN when empty): the paper's error bars are min-max."""
+    if not values:
+        return {"mean": math.nan, "min": math.nan, "max": math.nan}
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+
+
+def mean_of(runs: list[Run], key) -> float:
+    """Mean of ``key(result)`` over done runs (NaN if none): e.g. pruned params of a cell."""
+    vals = [key(r.result) for r in runs if r.done]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def scale_note(scale: Scale) -> str:
+    """One sentence on what the scale changes, with the draw-epoch mapping spelled out."""
+    draws = ", ".join(f"{e} &rarr; {scale.epoch(e)}" for e in (10, 20, 40)) + f", final &rarr; {scale.epochs}"
+    imgs = "all training images" if scale.train_images is None else f"{scale.train_images} class-balanced training images"
+    timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
+    knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
+    knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"
+    return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size}, "
+            f"{imgs}, {timgs}, seeds {list(scale.seeds)}; models: {knobs}. Epochs in the paper's tables are mapped to "
+            f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
+            f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}.")
+
+
+def provenance(runs: list[Run], data_root: str | None) -> dict:
+    """Commit(s), date range, device(s) and data root of the results a page shows, plus now.
+
+    The data root defaults to what the runs were trained on (their config), since the report
+    itself reads no images.
+    """
+    from methods.provenance import git_commit  # deferred: runs git
+
+    done = [r.result for r in runs if r.done]
+    prov = [r.get("provenance", {}) for r in done]
+    dates = sorted(p["date"] for p in prov if p.get("date"))
+    roots = sorted({r.get("config", {}).get("data_root") for r in done} - {None})
+    return {
+        "commits": sorted({p.get("commit", "unknown") for p in prov}) or ["(no results yet)"],
+        "date_first": dates[0] if dates else "(no results yet)",
+        "date_last": dates[-1] if dates else "(no results yet)",
+        "devices": sorted({p.get("device", "?") for p in prov}),
+        "data_root": data_root or (", ".join(roots) if roots else "(unknown: no results yet)"),
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "report_commit": git_commit(),
+        "n_done": len(done),
+        "n_runs": len(runs),
+    }
+
+
+def rel(target, start) -> str:
+    """Relative link from folder ``start`` to ``target`` with forward slashes (file:// safe)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+
+
+# --- formatting filters used by the templates -------------------------------------------
+
+def _isnum(x) -> bool:
+    return isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x))
+
+
+def f_acc(x, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if _isnum(x) else "&ndash;"
+
+
+def f_signed(x) -> str:
+    return f"{x:+.2f}".replace("-", "&minus;") if _isnum(x) else "&ndash;"
+
+
+def f_si(x) -> str:
+    """Engineering notation (15.8 k, 1.33 M, 2.1 G) for params and FLOPs."""
+    if not _isnum(x):
+        return "&ndash;"
+    for div, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g} {unit}"
+    return f"{x:.3g}"
+
+
+def f_pct(x) -> str:
+    return f"{100 * x:.1f}%" if _isnum(x) else "&ndash;"
+
+
+def f_schedule(s: str) -> str:
+    """"80-120" -> "[80,120]" as the paper prints it."""
+    return "[" + s.replace("-", ",") + "]"
+
+
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+MODEL_NAMES = {"vgg16": "VGG16", "preresnet101": "PreResNet-101"}
+
+
+def env() -> jinja2.Environment:
+    e = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    # The filters return HTML entities (&ndash;, &minus;), so mark them safe.
+    for name, fn in {"acc": f_acc, "signed": f_signed, "si": f_si, "pct": f_pct}.items():
+        e.filters[name] = lambda x, *a, _fn=fn: Markup(_fn(x, *a))
+    e.filters["schedule"] = f_schedule
+    e.filters["dataset"] = lambda d: DATASET_NAMES.get(d, d)
+    e.filters["model"] = lambda m: MODEL_NAMES.get(m, m)
+    return e
+
+
+def render(template: str, **ctx) -> str:
+    return env().get_template(template).render(**ctx)

@@ -1,0 +1,146 @@
+"""EB Figure 1: retrain accuracy of subnetworks drawn at different epochs, per pruning ratio.
+
+One panel per (model, dataset): x = draw epoch at this scale, y = retrain ``best_acc``
+(mean over seeds, min-max error bars as EB's), one line per ratio p through the numeric and
+"final" draws, the "best" draw as a hollow star at the search's best epoch, and the dense
+(search) accuracy as a dashed line.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from methods.cells import figure1_runs, load_tables
+from methods.config import PAPER_EPOCHS, Scale
+
+from .common import DATASET_NAMES, MODEL_NAMES, load_run, provenance, render, scale_note, stats
+from .io import write_figure, write_text
+
+COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
+           "final_mean", "dense_acc_mean", "dense_acc_min", "dense_acc_max", "pruned_params_mean", "pruned_flops_mean"]
+
+
+def collect(scale: Scale, results: str, spec: dict | None = None):
+    """Point rows (model, dataset, ratio, draw) and the loaded runs (retrains and searches).
+
+    The "best" draw's x is the resolved draw epoch recorded by each retrain (the search's
+    best epoch); before it is done, the search's ``best_epoch`` if that is done.
+    """
+    groups = defaultdict(list)
+    searches = {}
+    for r in figure1_runs(scale, spec):
+        groups[(r.search.model, r.search.dataset, r.ratio, r.draw)].append(r)
+        searches.setdefault((r.search.model, r.search.dataset), {})[r.search] = None
+    search_runs = {k: [load_run(s.path(results), scale) for s in v] for k, v in searches.items()}
+    dense = {k: stats([s.result["best_acc"] for s in v if s.done]) for k, v in search_runs.items()}
+    rows, all_runs = [], [s for v in search_runs.values() for s in v]
+    for (model, ds, ratio, draw), specs in groups.items():
+        runs = [load_run(r.path(results), scale) for r in specs]
+        all_runs += runs
+        done = [r.result for r in runs if r.done]
+        if draw == "best":
+            eps = [r["draw_epoch"] for r in done] or [s.result["best_epoch"] for s in search_runs[(model, ds)] if s.done]
+            x = sum(eps) / len(eps) if eps else math.nan
+        else:
+            x = scale.epoch(draw)
+        acc = stats([r["best_acc"] for r in done])
+        mean = lambda f: sum(f(r) for r in done) / len(done) if done else math.nan  # noqa: E731
+        d = dense[(model, ds)]
+        rows.append({"model": model, "dataset": ds, "ratio": ratio, "draw": draw, "draw_epoch": x, "n_runs": len(done),
+                     "n_expected": len(runs), "acc_mean": acc["mean"], "acc_min": acc["min"], "acc_max": acc["max"],
+                     "final_mean": mean(lambda r: r["final_acc"]), "dense_acc_mean": d["mean"], "dense_acc_min": d["min"],
+                     "dense_acc_max": d["max"], "pruned_params_mean": mean(lambda r: r["complexity"]["params"]),
+                     "pruned_flops_mean": mean(lambda r: r["complexity"]["flops"])})
+    return pd.DataFrame(rows, columns=COLUMNS), all_runs
+
+
+def plot(df: pd.DataFrame, scale: Scale, spec: dict):
+    """The 2 x 2 figure (rows model, columns dataset)."""
+    from matplotlib.lines import Line2D
+
+    from .plotting import plt
+
+    s = spec["figure1"]
+    models, datasets = s["models"], s["datasets"]
+    fig, axes = plt.subplots(len(models), len(datasets), figsize=(5.2 * len(datasets), 4.0 * len(models)),
+                             squeeze=False, constrained_layout=True)
+    numeric = [d for d in s["draws"] if d != "best"]
+    ticks = sorted({scale.epoch(d) for d in numeric})
+    # Tick label: epoch at this scale over the paper's epoch, e.g. "1 (10)" at 16 epochs.
+    labels = {scale.epoch(d): str(scale.epoch(d)) if str(scale.epoch(d)) == d or (d == "final" and scale.epochs == PAPER_EPOCHS)
+              else f"{scale.epoch(d)}\n({d})" for d in numeric}
+    # Draws 10/20/40/final sit at 1/16, 1/8, 1/4 and all of the run: a log2 axis spaces them
+    # evenly at every scale, where a linear one crowds the early draws into one corner.
+    log_x = min(ticks) > 0
+    # One colour per ratio across all panels (VGG16 on CIFAR-100 uses other ratios).
+    all_ratios = sorted(df.ratio.unique())
+    colors = dict(zip(all_ratios, plt.get_cmap("tab10").colors))
+    for i, model in enumerate(models):
+        for j, ds in enumerate(datasets):
+            ax = axes[i][j]
+            panel = df[(df.model == model) & (df.dataset == ds)]
+            done = panel[panel.n_runs > 0]
+            ax.set_title(f"{MODEL_NAMES.get(model, model)} on {DATASET_NAMES.get(ds, ds)} "
+                         f"({int(panel.n_runs.sum())}/{int(panel.n_expected.sum())} runs)")
+            panel_ratios = sorted(panel.ratio.unique())
+            for k, ratio in enumerate(panel_ratios):
+                c = colors[ratio]
+                # Dodge ratios slightly sideways (x the epoch by 2^(+-0.06)) so equal values stay visible.
+                dodge = 2 ** (0.06 * (k - (len(panel_ratios) - 1) / 2)) if log_x else 1.0
+                line = done[(done.ratio == ratio) & (done.draw != "best")].sort_values("draw_epoch")
+                if len(line):
+                    ax.errorbar(line.draw_epoch * dodge, line.acc_mean, yerr=[line.acc_mean - line.acc_min, line.acc_max - line.acc_mean],
+                                color=c, marker="o", ms=5, capsize=3, lw=1.5, label=f"p = {ratio:g}")
+                star = done[(done.ratio == ratio) & (done.draw == "best")]
+                if len(star):
+                    ax.errorbar(star.draw_epoch * dodge, star.acc_mean, yerr=[star.acc_mean - star.acc_min, star.acc_max - star.acc_mean],
+                                fmt="*", ms=15, mfc="none", mec=c, mew=1.5, ecolor=c, capsize=3,
+                                label="_nolegend_" if len(line) else f"p = {ratio:g}")
+            dense = panel.dense_acc_mean.dropna()
+            if len(dense):
+                ax.axhline(dense.iloc[0], color="0.3", ls="--", lw=1.2)
+                ax.annotate(f"dense {dense.iloc[0]:.2f}", (0.01, dense.iloc[0]), xycoords=("axes fraction", "data"),
+                            xytext=(0, 3), textcoords="offset points", fontsize=8, color="0.3")
+            if not len(done):
+                ax.text(0.5, 0.75, "retraining pending", transform=ax.transAxes, ha="center", va="center", fontsize=14,
+                        color="0.55")
+            if log_x:
+                ax.set_xscale("log", base=2)
+                ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+            ax.set_xticks(ticks, [labels[t] for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel(f"draw epoch at scale {scale.name}" + (" (paper epoch)" if scale.epochs != PAPER_EPOCHS else ""))
+            ax.set_ylabel("retrain accuracy (%)")
+    # One legend for the whole figure, below the panels, so it never hides a point.
+    handles = [Line2D([], [], color=colors[p], marker="o", ms=5, label=f"p = {p:g}") for p in all_ratios]
+    handles += [Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3", label="drawn at the search's best epoch"),
+                Line2D([], [], color="0.3", ls="--", label="dense (search run) best accuracy")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.suptitle(f"EB Figure 1 at scale {scale.name}: retrain accuracy vs draw epoch (mean over seeds, min-max bars)")
+    return fig
+
+
+def summary(df: pd.DataFrame) -> dict:
+    return {"points_done": int((df.n_runs == df.n_expected).sum()), "points_total": len(df),
+            "runs_done": int(df.n_runs.sum()), "runs_total": int(df.n_expected.sum())}
+
+
+def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
+    """Write ``tables/figure1.csv``, ``report/figure1.png`` and ``report/figure1.html``."""
+    from .plotting import plt
+
+    spec = spec or load_tables()
+    df, runs = collect(scale, str(results), spec)
+    out = Path(results)
+    write_text(out / "tables" / "figure1.csv", df.to_csv(index=False))
+    fig = plot(df, scale, spec)
+    write_figure(out / "report" / "figure1.png", fig)
+    plt.close(fig)
+    html = render("figure1.html", title="EB Figure 1: retrain accuracy vs draw epoch", scale=scale,
+                  prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure1"],
+                  points=df.to_dict("records"), summary=summary(df))
+    write_text(out / "report" / "figure1.html", html)
+    return summary(df)

@@ -1,0 +1,254 @@
+"""Report pages (``python -m reports``) on a small real results tree.
+
+The tree holds a handful of tiny-scale runs (real training on ``/work/shared/data`` when it
+is there, otherwise result files with the same keys written by hand), so most Table 1 cells
+and Figure 1 points are pending, which the pages must show and count correctly. A second
+copy of the tree is reported with seeds [1, 2] to check the mean/min/max over seeds and a
+partially done cell.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not only the repo root
+
+from methods.cells import RetrainRun, SearchRun
+from methods.config import ROOT, load_scale
+from reports.__main__ import build
+from reports.table1 import load_paper
+
+DATA = Path(os.environ.get("EB_DATA_ROOT", "/work/shared/data"))
+REAL = (DATA / "cifar100.npz").is_file()
+PAGES = ("table1", "figure1", "figure3", "index")
+
+VGG1 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 1)
+VGG2 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 2)
+PRN1 = SearchRun("preresnet101", "cifar100", "80-120", 0.1, 1)
+# Table 1 cells (vgg16, cifar100, [80,120]) at draws 10 and final; Figure 1 points p0.1 at 10 and best.
+RETRAINS = [RetrainRun(VGG1, 0.5, "10"), RetrainRun(VGG1, 0.5, "final"), RetrainRun(VGG1, 0.1, "10"),
+            RetrainRun(VGG1, 0.1, "best"), RetrainRun(VGG2, 0.5, "10")]
+
+
+def _fake_search(out: Path, sr: SearchRun, scale, rng) -> None:
+    """A search result with the keys the reports read, for machines without the CIFAR data."""
+    n, t = 64, scale.epochs + 1
+    gammas = np.abs(rng.normal(0.5, 0.2, (t, n))).cumsum(0).astype(np.float32) / np.arange(1, t + 1)[:, None]
+    from methods.stages import SEARCH_RATIOS, masks_from_gammas
+    import torch
+
+    masks = {f"mask_p{p}": masks_from_gammas(torch.from_numpy(gammas), p).numpy() for p in SEARCH_RATIOS}
+    out.mkdir(parents=True)
+    np.savez_compressed(out / "history.npz", gammas=gammas, **masks)
+    from methods.eb import detect_eb
+
+    log = [{"epoch": e, "test_acc": float(rng.uniform(1, 5))} for e in range(1, scale.epochs + 1)]
+    best = max(log, key=lambda r: r["test_acc"])
+    eb = {str(p): {r: detect_eb(torch.from_numpy(masks[f"mask_p{p}"]), r) for r in ("paper", "official")} for p in SEARCH_RATIOS}
+    res = {"kind": "search", "scale": scale.name, "config": {"data_root": "fake", "seed": sr.seed}, "log": log,
+           "best_acc": best["test_acc"], "best_epoch": best["epoch"], "final_acc": log[-1]["test_acc"], "eb_epochs": eb,
+           "complexity": {"macs": 1000, "flops": 2000, "params": 500}, "bn_channels": n, "train_flops": 1e9,
+           "train_flops_eb_units": 2e-5, "provenance": {"commit": "fake", "date": "2020-01-01T00:00:00+00:00", "device": "cpu"}}
+    (out / "result.json").write_text(json.dumps(res))
+
+
+def _fake_retrain(out: Path, r: RetrainRun, scale, search_dir: Path, rng) -> None:
+    s = json.loads((search_dir / "result.json").read_text())
+    acc = float(rng.uniform(1, 5))
+    res = {"kind": "retrain", "scale": scale.name, "config": {"data_root": "fake", "seed": r.search.seed},
+           "best_acc": acc, "final_acc": acc - 0.5, "best_epoch": 3, "ratio": r.ratio, "draw": r.draw,
+           "draw_epoch": s["best_epoch"] if r.draw == "best" else scale.epoch(r.draw), "init": "fresh",
+           "search_best_acc": s["best_acc"], "complexity": {"macs": 400, "flops": 800, "params": 200},
+           "dense_complexity": s["complexity"], "param_reduction": 0.6, "flop_reduction": 0.6, "train_flops": 5e8,
+           "train_flops_eb_units": 1e-5, "provenance": {"commit": "fake", "date": "2020-01-02T00:00:00+00:00", "device": "cpu"}}
+    out.mkdir(parents=True)
+    (out / "result.json").write_text(json.dumps(res))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """``results/tiny`` with 3 searches and 5 retrains, plus one run that has only a checkpoint."""
+    results = tmp_path_factory.mktemp("rep") / "results" / "tiny"
+    scale = load_scale("tiny").model_copy(update={"seeds": [1, 2]})
+    if REAL:
+        from methods.stages import run_retrain, run_search
+
+        for sr in (VGG1, VGG2, PRN1):
+            run_search(sr.path(str(results)), scale, sr.model, sr.dataset, sr.schedule, sr.lr, sr.seed, str(DATA))
+        for r in RETRAINS:
+            run_retrain(r.path(str(results)), scale, r.search.path(str(results)), r.ratio, r.draw, r.init, r.schedule,
+                        r.lr, r.search.seed, str(DATA))
+    else:
+        rng = np.random.default_rng(0)
+        for sr in (VGG1, VGG2, PRN1):
+            _fake_search(Path(sr.path(str(results))), sr, scale, rng)
+        for r in RETRAINS:
+            _fake_retrain(Path(r.path(str(results))), r, scale, Path(r.search.path(str(results))), rng)
+    # A started but unfinished retrain: must count as pending, not done.
+    running = Path(RetrainRun(VGG1, 0.5, "20").path(str(results)))
+    running.mkdir(parents=True)
+    (running / "ckpt.pt").write_bytes(b"")
+    return results
+
+
+def _result(run, results: Path) -> dict:
+    return json.loads((Path(run.path(str(results))) / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def built(tree) -> Path:
+    """Every page built through the command line, as the Snakefile calls it."""
+    for page in PAGES:
+        p = subprocess.run([sys.executable, "-m", "reports", page, "--scale", "tiny", "--results", str(tree),
+                            "--data-root", str(DATA)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+    return tree
+
+
+@pytest.fixture(scope="module")
+def built2(tree, tmp_path_factory) -> Path:
+    """The same runs reported with seeds [1, 2]: cell "10" has both seeds, "final" only one."""
+    copy = tmp_path_factory.mktemp("rep2") / "results" / "tiny"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
+    scale = load_scale("tiny").model_copy(update={"seeds": [1, 2]})
+    for page in PAGES:
+        build(page, scale, str(copy))
+    return copy
+
+
+def test_outputs_exist(built):
+    for f in ["tables/table1.csv", "report/table1.html", "tables/figure1.csv", "report/figure1.png", "report/figure1.html",
+              "report/figure3.png", "report/figure3.html", "report/index.html"]:
+        assert (built / f).stat().st_size > 0, f
+    for png in ("figure1.png", "figure3.png"):
+        assert (built / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    leftovers = [p for p in built.rglob("*.tmp")]
+    assert not leftovers, leftovers  # atomic writes leave no temporaries
+
+
+def test_table1_csv_values(built):
+    df = pd.read_csv(built / "tables" / "table1.csv", dtype={"draw": str})
+    assert len(df) == 32
+    paper = load_paper()
+    cell = df[(df.model == "vgg16") & (df.dataset == "cifar100") & (df.schedule == "80-120") & (df.draw == "10")].iloc[0]
+    res = _result(RETRAINS[0], built)
+    assert cell.n_runs == 1 and cell.n_expected == 1 and cell.draw_epoch == 1  # tiny: 16 epochs, "10" -> epoch 1
+    assert cell.ours_mean == pytest.approx(res["best_acc"])
+    assert cell.ours_min == pytest.approx(res["best_acc"]) and cell.ours_max == pytest.approx(res["best_acc"])
+    assert cell.paper == pytest.approx(paper[("vgg16", "cifar100", "80-120", "10")]) == pytest.approx(71.11)
+    assert cell["diff"] == pytest.approx(res["best_acc"] - 71.11)
+    assert cell.pruned_params_mean == res["complexity"]["params"]
+    assert cell.train_flops_mean == pytest.approx(res["train_flops"])
+    # The run with only a checkpoint and the never-started ones are pending: no value.
+    pending = df[(df.model == "vgg16") & (df.schedule == "80-120") & (df.dataset == "cifar100") & (df.draw == "20")].iloc[0]
+    assert pending.n_runs == 0 and math.isnan(pending.ours_mean) and pending.paper == pytest.approx(71.07)
+    assert df.n_runs.sum() == 2
+
+
+def test_table1_html(built):
+    html = (built / "report" / "table1.html").read_text()
+    res = _result(RETRAINS[0], built)
+    assert "paper 71.11" in html and f"{res['best_acc']:.2f}" in html
+    assert f"{res['best_acc'] - 71.11:+.2f}".replace("-", "&minus;") in html
+    assert "pending (checkpoint present)" in html
+    assert "16 training epochs" in html and "epoch 1" in html  # the scale note
+    # Links to result.json are relative and resolve from the report folder.
+    links = re.findall(r'href="([^"]*result\.json)"', html)
+    assert len(links) == 2
+    for link in links:
+        assert not os.path.isabs(link) and (built / "report" / link).resolve().is_file()
+
+
+def test_no_remote_urls_or_scripts(built, built2):
+    for folder in (built, built2):
+        for page in (folder / "report").glob("*.html"):
+            text = page.read_text()
+            assert "http" not in text.lower(), page
+            assert "<script" not in text.lower(), page
+            assert "src=\"/" not in text  # images are relative too
+
+
+def test_provenance_stated(built):
+    res = _result(RETRAINS[0], built)
+    for page in PAGES:
+        html = (built / "report" / f"{page}.html").read_text()
+        assert str(DATA) in html and "tiny" in html and "Page generated" in html
+        assert res["provenance"]["commit"] in html
+
+
+def test_index_completeness(built):
+    html = (built / "report" / "index.html").read_text()
+    assert "2 / 32 cells" in html        # Table 1: draws 10 and final of one row, one seed each
+    assert "4 / 60 points" in html       # Figure 1: p0.5 at 10/final, p0.1 at 10/best
+    assert "8 / 8 panels" in html        # Figure 3: both searches, 4 ratios each
+    t1 = pd.read_csv(built / "tables" / "table1.csv")
+    mad = t1["diff"].abs().mean()
+    assert f"{mad:.2f}" in html
+
+
+def test_figure1_csv(built):
+    df = pd.read_csv(built / "tables" / "figure1.csv", dtype={"draw": str})
+    assert len(df) == 60
+    search = json.loads((Path(VGG1.path(str(built))) / "result.json").read_text())
+    best = df[(df.model == "vgg16") & (df.dataset == "cifar100") & (df.ratio == 0.1) & (df.draw == "best")].iloc[0]
+    res = _result(RETRAINS[3], built)
+    assert best.draw_epoch == search["best_epoch"] == res["draw_epoch"]
+    assert best.acc_mean == pytest.approx(res["best_acc"])
+    assert best.dense_acc_mean == pytest.approx(search["best_acc"])
+    final = df[(df.model == "vgg16") & (df.dataset == "cifar100") & (df.ratio == 0.5) & (df.draw == "final")].iloc[0]
+    assert final.draw_epoch == 16 and final.n_runs == 1
+
+
+def test_figure3_eb_epochs_match_search(built):
+    df = pd.read_csv(built / "tables" / "figure3.csv")
+    assert len(df) == 8 and (df.status == "done").all() and (df.epochs == 16).all()
+    # The page recomputes masks from gammas; its paper-rule EB epoch must match the search's record.
+    for r in df.itertuples():
+        a, b = r.eb_epoch_paper, r.eb_epoch_paper_stored
+        assert (pd.isna(a) and pd.isna(b)) or a == b
+    assert "figure3.png" in (built / "report" / "figure3.html").read_text()
+
+
+def test_two_seeds_mean_min_max_and_partial(built2):
+    df = pd.read_csv(built2 / "tables" / "table1.csv", dtype={"draw": str})
+    sel = (df.model == "vgg16") & (df.dataset == "cifar100") & (df.schedule == "80-120")
+    ten, final = df[sel & (df.draw == "10")].iloc[0], df[sel & (df.draw == "final")].iloc[0]
+    accs = [json.loads((Path(r.path(str(built2))) / "result.json").read_text())["best_acc"] for r in (RETRAINS[0], RETRAINS[4])]
+    assert ten.n_runs == 2 and ten.n_expected == 2
+    assert ten.ours_mean == pytest.approx(sum(accs) / 2)
+    assert ten.ours_min == pytest.approx(min(accs)) and ten.ours_max == pytest.approx(max(accs))
+    assert ten["diff"] == pytest.approx(sum(accs) / 2 - 71.11)
+    assert final.n_runs == 1 and final.n_expected == 2
+    html = (built2 / "report" / "table1.html").read_text()
+    assert f"[{min(accs):.2f}&ndash;{max(accs):.2f}]" in html and "1/2 runs" in html
+    index = (built2 / "report" / "index.html").read_text()
+    assert "1 / 32 cells" in index and "3 / 64" in index  # only draw 10 has every seed
+    assert "1 / 60 points" in index
+
+
+def test_bad_scale_exits_2(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "reports", "table1", "--scale", "nope", "--results", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "unknown scale" in p.stderr
+
+
+def test_empty_tree_renders_all_pending(tmp_path):
+    """Before any run finishes every page still renders, with everything pending."""
+    results = tmp_path / "results" / "tiny"
+    scale = load_scale("tiny")
+    for page in PAGES:
+        build(page, scale, str(results))
+    assert "0 / 32 cells" in (results / "report" / "index.html").read_text()
+    assert "pending" in (results / "report" / "table1.html").read_text()
+    assert pd.read_csv(results / "tables" / "table1.csv").n_runs.sum() == 0
+
