@@ -14,7 +14,7 @@ DATA = f"--data-root {config['data_root']}" + (" --download" if config.get("down
 T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
 F1 = figure1_runs(SCALE)
 F3 = figure3_searches(SCALE)
-SNAPSHOTS = ",".join(snapshot_draws())
+SNAPSHOTS = ",".join(snapshot_draws()) or "none"
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.e-]+-s[0-9]+",

@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="dense sparse-BN training with EB mask history")
     s.add_argument("--model", required=True, choices=sorted(MODELS))
     s.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    s.add_argument("--snapshot-epochs", default="", help="paper-scale epochs whose weights to keep, e.g. 10,20,40,final")
+    s.add_argument("--snapshot-epochs", default="", help="paper-scale epochs whose weights to keep, e.g. 10,20,40,final (or none)")
     _common(s)
     r = sub.add_parser("retrain", help="retrain a subnetwork drawn from a search run")
     r.add_argument("--search", required=True, help="output folder of the search run")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         elif args.cmd == "search":
             from .stages import run_search
 
-            snaps = [e for e in args.snapshot_epochs.split(",") if e]
+            snaps = [e for e in args.snapshot_epochs.split(",") if e and e != "none"]
             res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
                              args.data_root, args.download, snaps, args.lrs)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))

@@ -111,10 +111,11 @@ def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
 
 
 def snapshot_draws(spec: dict | None = None) -> list[str]:
-    """Paper-scale epochs whose weights every search keeps (for drawn-weights retraining)."""
+    """Paper-scale epochs whose weights every search keeps: the draws of specifications that
+    retrain from drawn weights (a fresh init needs only the mask). EB epochs are always kept."""
     spec = spec or load_tables()
-    draws = set(spec["table1"]["draws"]) | set(spec["figure1"]["draws"])
-    return sorted(d for d in draws if d not in ("best",))
+    draws = {d for s in spec.values() if s.get("init") in ("drawn", "continue") for d in s.get("draws", [])}
+    return sorted(d for d in draws if d != "best")
 
 
 def parse_search(name: str) -> SearchRun:

@@ -29,6 +29,16 @@ def _atomic(path, write) -> None:
         raise
 
 
+def write_bytes(path, data: bytes) -> None:
+    """Write ``data`` atomically."""
+    _atomic(path, lambda f: f.write(data))
+
+
+def write_text(path, text: str) -> None:
+    """Write UTF-8 ``text`` atomically (HTML pages, CSV tables)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     _atomic(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True).encode()))

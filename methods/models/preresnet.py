@@ -7,10 +7,10 @@ after the add. Head: BN -> channel selection -> ReLU -> global average pool -> L
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from .init import eb_init
 
 
 class ChannelSelection(nn.Module):
@@ -104,16 +104,7 @@ class PreResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """EB ``preresnet.py``: conv N(0, sqrt(2/(k*k*out))), BN gamma 0.5, beta 0; Linear left at torch's default."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                m.reset_parameters()
+        eb_init(self, linear_normal=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.conv1(x))

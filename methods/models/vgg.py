@@ -5,10 +5,10 @@ max-pools (none after the last block), AvgPool2d(2) and one Linear(last, classes
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from .init import eb_init
 
 #: Dense VGG16 cfg of EB ``models/vgg.py`` ("M" = 2x2 max-pool).
 VGG16_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -46,17 +46,7 @@ class VGG(nn.Module):
 
     def reset_parameters(self) -> None:
         """EB ``vgg._initialize_weights``: conv N(0, sqrt(2/(k*k*out))), BN gamma 0.5, beta 0, Linear N(0, 0.01)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
-                m.reset_running_stats()
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        eb_init(self, linear_normal=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x))
