@@ -77,7 +77,9 @@ def scale_note(scale: Scale) -> str:
     return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size}, "
             f"{imgs}, {timgs}, seeds {list(scale.seeds)}; models: {knobs}. Epochs in the paper's tables are mapped to "
             f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
-            f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}.")
+            f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}."
+            + ("" if scale.name == "full" else " At this reduced scale accuracies sit far below the papers': the "
+               "differences check the pipeline end to end, not the papers' numbers; run scale full for those."))
 
 
 def provenance(runs: list[Run], data_root: str | None) -> dict:
