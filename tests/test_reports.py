@@ -1,6 +1,6 @@
 """Report pages (``python -m reports``) on a small real results tree.
 
-The tree holds a handful of tiny-scale runs (real training on ``/work/shared/data`` when it
+The tree holds a handful of tiny-scale runs (real training on ``../shared/data`` when it
 is there, otherwise result files with the same keys written by hand), so most Table 1 cells
 and Figure 1 points are pending, which the pages must show and count correctly. A second
 copy of the tree is reported with seeds [1, 2] to check the mean/min/max over seeds and a
@@ -28,7 +28,7 @@ from methods.config import ROOT, load_scale
 from reports.__main__ import build
 from reports.table1 import load_paper
 
-DATA = Path(os.environ.get("EB_DATA_ROOT", "/work/shared/data"))
+DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
 PAGES = ("table1", "figure1", "figure3", "index")
 
