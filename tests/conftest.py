@@ -19,9 +19,9 @@ def write_fake_cifar(root: Path, per_class_train: int = 30, per_class_test: int 
     root.mkdir(parents=True, exist_ok=True)
     for name, classes in (("cifar10", 10), ("cifar100", 100)):
         arrays = {}
+        colours = rng.integers(0, 256, (classes, 1, 1, 3))  # shared by train and test
         for split, per in (("train", per_class_train), ("test", per_class_test)):
             y = np.repeat(np.arange(classes), per)
-            colours = rng.integers(0, 256, (classes, 1, 1, 3))
             x = np.clip(colours[y] + rng.normal(0, 30, (len(y), 32, 32, 3)), 0, 255).astype(np.uint8)
             arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y.astype(np.int64)
         np.savez_compressed(root / f"{name}.npz", **arrays)
