@@ -2,7 +2,8 @@
 
 For each model (rows) and ratio p (columns), masks are recomputed from the recorded |gamma|
 history with ``methods.eb.channel_mask`` (so any p works, not only the stored ones), and
-``methods.eb.distance_matrix`` gives dist(m_i, m_j) for all epoch pairs (row 0 = init). The
+``methods.eb.distance_matrix`` gives dist(m_i, m_j) for all pairs of epochs 1..E (as the paper's
+160 x 160 matrices; the initial mask is left out of the plot). The
 red line is the 0.1 contour (the detection threshold eps) and the circle marks the EB
 epoch found by the paper's rule (``methods.eb.detect_eb``, REFERENCE.md section 4).
 """
@@ -70,7 +71,7 @@ def plot(mats: dict, scale: Scale, spec: dict):
     models, ratios = s["models"], [float(p) for p in s["ratios"]]
     fig, axes = plt.subplots(len(models), len(ratios), figsize=(3.4 * len(ratios) + 1.2, 3.3 * len(models)),
                              squeeze=False, constrained_layout=True)
-    vmax = max([d.max() for m in mats.values() if m for d, _ in m.values()] + [2 * EPS])
+    vmax = max([d[1:, 1:].max() for m in mats.values() if m for d, _ in m.values()] + [2 * EPS])
     for i, model in enumerate(models):
         for j, p in enumerate(ratios):
             ax = axes[i][j]
@@ -80,18 +81,23 @@ def plot(mats: dict, scale: Scale, spec: dict):
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
             d, eb = mats[model][p]
+            # Epochs 1..E as in the paper's 160 x 160 matrices: the initial mask (all gammas equal
+            # to 0.5, so the strict threshold keeps nothing) would swamp the colour scale.
+            d = d[1:, 1:]
             t = d.shape[0]
-            # At most ~9 round tick labels whatever the scale (17 or 161 epochs): 0, 2, 4... or 0, 20, 40...
+            # At most ~9 round tick labels whatever the scale (16 or 160 epochs).
             step = next(n for n in (1, 2, 4, 5, 10, 20, 25, 50, 100, 200, 500, 10**9) if n >= t / 9)
+            labels = [str(e) if e % step == 0 else "" for e in range(1, t + 1)]
             sns.heatmap(d, ax=ax, vmin=0, vmax=vmax, cmap="viridis", cbar=False, square=True,
-                        xticklabels=step, yticklabels=step)
+                        xticklabels=labels, yticklabels=labels)
             xs = np.arange(t) + 0.5  # heatmap cell centres
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "no contour levels" when all distances lie on one side
                 ax.contour(xs, xs, d, levels=[EPS], colors="red", linewidths=1.2)
             if eb is not None:
-                ax.plot(eb + 0.5, eb + 0.5, "o", ms=9, mfc="none", mec="white", mew=2)
-                ax.annotate(f"EB {eb}", (eb + 0.5, eb + 0.5), xytext=(6, -12), textcoords="offset points",
+                c = eb - 0.5  # epoch eb sits in row/column eb - 1
+                ax.plot(c, c, "o", ms=9, mfc="none", mec="white", mew=2)
+                ax.annotate(f"EB {eb}", (c, c), xytext=(6, -12), textcoords="offset points",
                             color="white", fontsize=9, fontweight="bold")
             ax.set_xlabel("epoch")
             ax.set_ylabel("epoch")

@@ -42,9 +42,11 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
     """Cell rows (one per Table 1 cell), run rows (one per expected run) and the loaded runs."""
     paper = load_paper() if paper is None else paper
     cells, runs_rows, all_runs = [], [], []
+    searches = {}
     for cell in table1_cells(scale, spec):
         runs = [load_run(r.path(results), scale) for r in cell.runs]
         all_runs += runs
+        searches.update({r.search.path(results): None for r in cell.runs})
         s = stats([r.result["best_acc"] for r in runs if r.done])
         ref = paper.get((cell.model, cell.dataset, cell.schedule, cell.draw), math.nan)
         cells.append({
@@ -69,6 +71,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                               "params": res.get("complexity", {}).get("params", math.nan),
                               "flops": res.get("complexity", {}).get("flops", math.nan),
                               "param_reduction": res.get("param_reduction", math.nan)})
+    all_runs += [load_run(p, scale) for p in searches]  # the search runs count as training runs too
     return cells, runs_rows, all_runs
 
 

@@ -252,3 +252,14 @@ def test_empty_tree_renders_all_pending(tmp_path):
     assert "pending" in (results / "report" / "table1.html").read_text()
     assert pd.read_csv(results / "tables" / "table1.csv").n_runs.sum() == 0
 
+
+
+def test_result_files_are_readable_by_others(tmp_path):
+    from methods.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone would leave 0600
