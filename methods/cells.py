@@ -7,7 +7,6 @@ subnetwork. Their ``path`` is where the workflow writes their ``result.json``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 

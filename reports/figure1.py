@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import pandas as pd
 
@@ -17,7 +16,7 @@ from methods.cells import figure1_runs, load_tables
 from methods.config import PAPER_EPOCHS, Scale
 
 from .common import DATASET_NAMES, MODEL_NAMES, load_run, provenance, render, scale_note, stats
-from .io import write_figure, write_text
+from .io import publish
 
 COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
            "final_mean", "dense_acc_mean", "dense_acc_min", "dense_acc_max", "pruned_params_mean", "pruned_flops_mean"]
@@ -130,17 +129,10 @@ def summary(df: pd.DataFrame) -> dict:
 
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
     """Write ``tables/figure1.csv``, ``report/figure1.png`` and ``report/figure1.html``."""
-    from .plotting import plt
-
     spec = spec or load_tables()
     df, runs = collect(scale, str(results), spec)
-    out = Path(results)
-    write_text(out / "tables" / "figure1.csv", df.to_csv(index=False))
-    fig = plot(df, scale, spec)
-    write_figure(out / "report" / "figure1.png", fig)
-    plt.close(fig)
     html = render("figure1.html", title="EB Figure 1: retrain accuracy vs draw epoch", scale=scale,
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure1"],
                   points=df.to_dict("records"), summary=summary(df))
-    write_text(out / "report" / "figure1.html", html)
+    publish(results, "figure1", df, plot(df, scale, spec), html)
     return summary(df)

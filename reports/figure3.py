@@ -23,7 +23,7 @@ from methods.eb import detect_eb, distance_matrix
 from methods.stages import masks_from_gammas
 
 from .common import MODEL_NAMES, DATASET_NAMES, load_run, provenance, render, scale_note
-from .io import write_figure, write_text
+from .io import publish
 
 EPS = 0.1  # EB detection threshold, drawn as the contour
 
@@ -118,19 +118,12 @@ def summary(rows: list[dict]) -> dict:
 
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
     """Write ``report/figure3.png``, ``report/figure3.html`` and ``tables/figure3.csv`` (EB epochs)."""
-    from .plotting import plt
-
     spec = spec or load_tables()
     runs, mats, rows = collect(scale, str(results), spec)
-    out = Path(results)
     # Int64 keeps "EB epoch 4" an integer in the CSV while allowing "none" (empty).
     df = pd.DataFrame(rows).astype({k: "Int64" for k in ("eb_epoch_paper", "eb_epoch_paper_stored", "eb_epoch_official_stored")})
-    write_text(out / "tables" / "figure3.csv", df.to_csv(index=False))
-    fig = plot(mats, scale, spec)
-    write_figure(out / "report" / "figure3.png", fig)
-    plt.close(fig)
     html = render("figure3.html", title="EB Figure 3: pairwise mask distances", scale=scale,
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure3"],
                   rows=rows, summary=summary(rows), eps=EPS)
-    write_text(out / "report" / "figure3.html", html)
+    publish(results, "figure3", df, plot(mats, scale, spec), html)
     return summary(rows)

@@ -6,10 +6,11 @@ truncated HTML/CSV/PNG behind.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from methods.io import write_bytes, write_text
 
-__all__ = ["write_bytes", "write_text", "write_figure"]
+__all__ = ["write_bytes", "write_text", "write_figure", "publish"]
 
 
 def write_figure(path, fig, dpi: int = 120) -> None:
@@ -21,3 +22,15 @@ def write_figure(path, fig, dpi: int = 120) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     write_bytes(path, buf.getvalue())
+
+
+def publish(results, name: str, table, fig, html: str) -> None:
+    """Write one figure page's files: ``tables/<name>.csv`` (a DataFrame), ``report/<name>.png``
+    and ``report/<name>.html``, closing the figure."""
+    from .plotting import plt
+
+    out = Path(results)
+    write_text(out / "tables" / f"{name}.csv", table.to_csv(index=False))
+    write_figure(out / "report" / f"{name}.png", fig)
+    plt.close(fig)
+    write_text(out / "report" / f"{name}.html", html)
