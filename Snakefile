@@ -10,17 +10,18 @@ configfile: "config.yaml"
 SCALE = load_scale(config["scale"])
 R = f"{config['results']}/{SCALE.name}"
 PY = sys.executable
-DATA = f"--data-root {config['data_root']}" + (" --download" if config.get("download") else "")
+DATA = f"--data-root {config['data_root']}"
+DOWNLOAD = "--download" if config.get("download") else ""
 T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
 F1 = figure1_runs(SCALE)
 F3 = figure3_searches(SCALE)
 SNAPSHOTS = ",".join(snapshot_draws()) or "none"
 
 wildcard_constraints:
-    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.e-]+-s[0-9]+",
-    run=r"p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.e-]+",
+    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
+    run=r"p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+",
 
-localrules: all_tables, table1, figure1, figure3, report_table1, report_figure1, report_figure3, report_index
+localrules: all_tables, table1, figure1, figure3, data, report_table1, report_figure1, report_figure3, report_index
 
 
 def results(runs):
@@ -43,10 +44,17 @@ rule figure3:
     input: f"{R}/report/figure3.html"
 
 
+# Checks (and, with download=true, fetches) the datasets once, on the submitting host, before
+# any training job starts: compute nodes often have no network, and parallel downloads collide.
+rule data:
+    output: f"{R}/data.json"
+    shell: "{PY} -m methods data {DATA} {DOWNLOAD} --out {output}"
+
+
 rule search:
+    input: f"{R}/data.json"
     output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
     log: f"{R}/search/{{search}}/log.txt"
-    resources: gpu=1
     params: s=lambda wc: parse_search(wc.search)
     shell:
         "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
@@ -58,7 +66,6 @@ rule retrain:
     input: f"{R}/search/{{search}}/result.json"
     output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
     log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-    resources: gpu=1
     params: r=lambda wc: parse_retrain(wc.search, wc.run)
     shell:
         "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
@@ -81,7 +88,7 @@ rule report_figure1:
 
 rule report_figure3:
     input: results(F3)
-    output: f"{R}/report/figure3.png", f"{R}/report/figure3.html"
+    output: f"{R}/tables/figure3.csv", f"{R}/report/figure3.png", f"{R}/report/figure3.html"
     shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA}"
 
 

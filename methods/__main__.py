@@ -43,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--model", required=True, choices=sorted(MODELS))
     f.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     f.add_argument("--scale", default="full")
+    d = sub.add_parser("data", help="check (and with --download fetch) CIFAR-10 and CIFAR-100 under a data root")
+    d.add_argument("--data-root", default="data")
+    d.add_argument("--download", action="store_true")
+    d.add_argument("--out", required=True, help="JSON file recording the image counts found")
     s = sub.add_parser("search", help="dense sparse-BN training with EB mask history")
     s.add_argument("--model", required=True, choices=sorted(MODELS))
     s.add_argument("--dataset", required=True, choices=sorted(DATASETS))
@@ -62,6 +66,17 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
+        if args.cmd == "data":
+            from .data import load_cifar
+            from .io import write_json
+
+            counts = {}
+            for name in sorted(DATASETS):
+                train, test = load_cifar(args.data_root, name, args.download)
+                counts[name] = {"train": len(train.y), "test": len(test.y)}
+            write_json(args.out, {"data_root": args.data_root, **counts})
+            print(json.dumps(counts))
+            return 0
         scale = load_scale(args.scale)
         if args.cmd == "flops":
             from .flops import complexity

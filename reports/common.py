@@ -70,7 +70,8 @@ def mean_of(runs: list[Run], key) -> float:
 def scale_note(scale: Scale) -> str:
     """One sentence on what the scale changes, with the draw-epoch mapping spelled out."""
     draws = ", ".join(f"{e} &rarr; {scale.epoch(e)}" for e in (10, 20, 40)) + f", final &rarr; {scale.epochs}"
-    imgs = "all training images" if scale.train_images is None else f"{scale.train_images} class-balanced training images"
+    imgs = ("every training image under the data root (50,000 from torchvision's CIFAR, 25,000 from the shared npz; "
+            "each run records its count)" if scale.train_images is None else f"{scale.train_images} class-balanced training images")
     timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
     knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
     knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"

@@ -113,12 +113,12 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict):
             ax.minorticks_off()
             ax.set_xlabel(f"draw epoch at scale {scale.name}" + (" (paper epoch)" if scale.epochs != PAPER_EPOCHS else ""))
             ax.set_ylabel("retrain accuracy (%)")
-    # One legend for the whole figure, above the panels: visible without scrolling, never over a point.
+    # One legend for the whole figure, above the panels: visible without scrolling, never over a
+    # point. No suptitle: it would collide with the legend, and the page's heading names the figure.
     handles = [Line2D([], [], color=colors[p], marker="o", ms=5, label=f"p = {p:g}") for p in all_ratios]
     handles += [Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3", label="drawn at the search's best epoch"),
                 Line2D([], [], color="0.3", ls="--", label="dense (search run) best accuracy")]
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize=9, frameon=False)
-    fig.suptitle(f"EB Figure 1 at scale {scale.name}: retrain accuracy vs draw epoch (mean over seeds, min-max bars)")
     return fig
 
 

@@ -153,3 +153,28 @@ def test_draw_epochs_resolve_and_bad_draws_are_refused():
                              ("eb_official", 0.5, "no EB ticket emerged"), ("eb", 0.25, "no EB detector")]:
         with pytest.raises(ConfigError, match=msg):
             resolve_draw_epoch(draw, smoke, search, ratio)
+
+
+def test_eb_train_resumes_mid_retraining(tmp_path, data_root, monkeypatch):
+    """EB Train starts at the EB epoch (start_epoch > 0): a kill during it resumes exactly."""
+    import methods.train as train
+
+    tiny = load_scale("tiny")
+    search = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 2)
+    args = (tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    full = run_retrain(tmp_path / "a", *args)
+    real_save = train.save_torch
+    calls = {"n": 0}
+
+    def crash_on_second(path, obj):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        real_save(path, obj)
+
+    monkeypatch.setattr(train, "save_torch", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_retrain(tmp_path / "b", *args)
+    monkeypatch.setattr(train, "save_torch", real_save)
+    assert _comparable(run_retrain(tmp_path / "b", *args)) == _comparable(full)

@@ -16,27 +16,43 @@ def job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def test_slurm_profile_lists_the_full_scale_jobs():
-    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
+    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "--config", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
     # 2 models x 2 datasets x 2 schedules x 3 seeds searches; Table 1 (32 cells x 3 seeds) and Figure 1
     # (4 settings x 3 ratios x 5 draws x 3 seeds) share the 48 p=0.5 [80,120] runs.
-    assert jobs["search"] == 24
+    assert jobs["search"] == 24 and jobs["data"] == 1
     assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3
-    assert "--gpus=1" in out or "gpu=1" in out
+    assert "--scale full" in out  # --config results=... keeps the profile's full-scale config
+    search = out[out.index("rule search:"):]
+    resources = search[search.index("resources:"):].splitlines()[0]
+    for r in ("gpu=1", "cpus_per_task=4", "mem_mb=16000", "runtime=480"):  # from the profile's set-resources
+        assert r in resources
+
+
+def test_report_commands_parse(tmp_path):
+    """Every report command the full-scale workflow would run is accepted by the reports CLI."""
+    from reports.__main__ import parser
+
+    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
+    assert len(cmds) == 4
+    for argv in cmds:
+        parser().parse_args(argv)  # SystemExit on an unknown argument
 
 
 def test_one_search_serves_every_cell_that_needs_it(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["table1", "figure1", "-n", "--config", "scale=smoke", f"results={tmp_path}"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
     assert jobs["search"] == 8 and jobs["retrain"] == 32 + 60 - 16
 
 
 def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     cmd = SNAKEMAKE + ["all_tables", "--cores", "2", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}"]
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     report = Path(tmp_path) / "tiny" / "report"
     for page in ("index.html", "table1.html", "figure1.html", "figure3.html", "figure1.png", "figure3.png"):
@@ -45,5 +61,5 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
 
     t1 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "table1.csv")
     assert len(t1) == 32 and t1["ours_mean"].notna().all() and t1["paper"].notna().all()
-    again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True)
+    again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
