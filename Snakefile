@@ -52,7 +52,7 @@ rule data:
 
 
 rule search:
-    input: f"{R}/data.json"
+    input: ancient(f"{R}/data.json")  # a re-checked data root must not retrain anything
     output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
     log: f"{R}/search/{{search}}/log.txt"
     params: s=lambda wc: parse_search(wc.search)
