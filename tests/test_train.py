@@ -1,4 +1,5 @@
 """Schedules, the training step and resume after an interruption (tiny scale, CPU)."""
+import contextlib
 import json
 
 import pytest
@@ -59,6 +60,26 @@ def test_unknown_scale_and_misspelt_key(tmp_path, monkeypatch):
         load_scale("bad")
 
 
+@contextlib.contextmanager
+def killed_at_checkpoint(n: int, monkeypatch):
+    """The n-th checkpoint write raises KeyboardInterrupt (a kill before it lands); the block
+    must end with that interrupt, after which checkpoints are written normally again."""
+    import methods.train as train
+
+    real_save, calls = train.save_torch, {"n": 0}
+
+    def save(path, obj):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        real_save(path, obj)
+
+    monkeypatch.setattr(train, "save_torch", save)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(train, "save_torch", real_save)
+
+
 def _comparable(result):
     return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in result["log"]]
 
@@ -82,22 +103,9 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, mo
     args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 3, str(data_root))
     full = run_search(tmp_path / "a", *args)
 
-    import methods.train as train
-
-    real_save = train.save_torch
-    calls = {"n": 0}
-
-    def crash_after_five(path, obj):  # the 6th epoch dies before its checkpoint lands
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("simulated kill")
-        real_save(path, obj)
-
-    monkeypatch.setattr(train, "save_torch", crash_after_five)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_checkpoint(6, monkeypatch):  # the 6th epoch dies before its checkpoint lands
         run_search(tmp_path / "b", *args)
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 5
-    monkeypatch.setattr(train, "save_torch", real_save)
     resumed = run_search(tmp_path / "b", *args)
     assert _comparable(resumed) == _comparable(full)
     import numpy as np
@@ -157,24 +165,11 @@ def test_draw_epochs_resolve_and_bad_draws_are_refused():
 
 def test_eb_train_resumes_mid_retraining(tmp_path, data_root, monkeypatch):
     """EB Train starts at the EB epoch (start_epoch > 0): a kill during it resumes exactly."""
-    import methods.train as train
-
     tiny = load_scale("tiny")
     search = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
     ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 2)
     args = (tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     full = run_retrain(tmp_path / "a", *args)
-    real_save = train.save_torch
-    calls = {"n": 0}
-
-    def crash_on_second(path, obj):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated kill")
-        real_save(path, obj)
-
-    monkeypatch.setattr(train, "save_torch", crash_on_second)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_checkpoint(2, monkeypatch):
         run_retrain(tmp_path / "b", *args)
-    monkeypatch.setattr(train, "save_torch", real_save)
     assert _comparable(run_retrain(tmp_path / "b", *args)) == _comparable(full)
