@@ -56,14 +56,6 @@ class RetrainRun:
         return f"{self.search.path(results)}/retrain/{self.name}"
 
 
-#: Pruning methods built on the EB search, as (draw, init) of a RetrainRun (EB section 4.3).
-METHODS = {
-    "eb_train": ("eb", "continue"),     # the ticket's weights, trained on from t_EB to the end
-    "eb_reinit": ("eb", "fresh"),       # EB Train (re-init): fresh init, the full schedule
-    "draw_retrain": (None, "fresh"),    # Table 1 / Figure 1: drawn at a given epoch, fresh init
-}
-
-
 @dataclass(frozen=True)
 class Table1Cell:
     """One cell of EB Table 1: row (model, schedule), column (dataset, draw), one run per seed."""

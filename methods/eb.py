@@ -35,6 +35,11 @@ def channel_mask(gammas: torch.Tensor, ratio: float) -> torch.Tensor:
     return gammas > threshold
 
 
+def masks_from_gammas(gammas: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Mask history ``(T, N)`` bool from a |gamma| history ``(T, N)`` (one ``channel_mask`` per row)."""
+    return torch.stack([channel_mask(g, ratio) for g in gammas])
+
+
 def mask_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Normalised Hamming distance of two masks ``(N,)``: differing positions / N, in [0, 1].
 

@@ -13,7 +13,7 @@ import torch
 
 from .config import PAPER_EPOCHS, ConfigError, RunConfig, Scale, schedule, validate
 from .data import balanced_subset, load_cifar, num_classes
-from .eb import channel_mask, detect_eb, layer_masks
+from .eb import channel_mask, detect_eb, layer_masks, masks_from_gammas
 from .flops import EB_UNIT_FLOPS, complexity, training_flops
 from .io import load_torch, read_json, save_npz, save_torch, write_json
 from .models import build_model
@@ -59,11 +59,6 @@ def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], l
 def _summary(log: list[dict]) -> dict:
     best = max(log, key=lambda r: r["test_acc"])
     return {"best_acc": best["test_acc"], "best_epoch": best["epoch"], "final_acc": log[-1]["test_acc"]}
-
-
-def masks_from_gammas(gammas: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Mask history ``(T, N)`` bool from a |gamma| history ``(T, N)``."""
-    return torch.stack([channel_mask(g, ratio) for g in gammas])
 
 
 def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr: float, seed: int,

@@ -19,8 +19,7 @@ import torch
 
 from methods.cells import figure3_searches, load_tables
 from methods.config import Scale
-from methods.eb import detect_eb, distance_matrix
-from methods.stages import masks_from_gammas
+from methods.eb import detect_eb, distance_matrix, masks_from_gammas
 
 from .common import MODEL_NAMES, DATASET_NAMES, load_run, provenance, render, scale_note
 from .io import publish

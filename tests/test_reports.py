@@ -44,7 +44,8 @@ def _fake_search(out: Path, sr: SearchRun, scale, rng) -> None:
     """A search result with the keys the reports read, for machines without the CIFAR data."""
     n, t = 64, scale.epochs + 1
     gammas = np.abs(rng.normal(0.5, 0.2, (t, n))).cumsum(0).astype(np.float32) / np.arange(1, t + 1)[:, None]
-    from methods.stages import SEARCH_RATIOS, masks_from_gammas
+    from methods.eb import masks_from_gammas
+    from methods.stages import SEARCH_RATIOS
     import torch
 
     masks = {f"mask_p{p}": masks_from_gammas(torch.from_numpy(gammas), p).numpy() for p in SEARCH_RATIOS}
