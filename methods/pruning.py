@@ -1,0 +1,112 @@
+"""Registry of pruning methods: how a ticket (mask and pruned network) is drawn from a network.
+
+Every method takes the dense network at the draw epoch and returns a ``Ticket``. Channel
+methods remove channels physically (``methods.prune.prune_channels``); weight methods keep the
+dense network and hold a weight mask through ``torch.nn.utils.prune`` (``methods.unstructured``).
+What the retraining starts from (fresh init, drawn weights, theta_0) is decided by the
+retraining stage, not here.
+
+| name      | granularity | criterion                                           | source |
+|-----------|-------------|-----------------------------------------------------|--------|
+| bn        | channel     | global threshold on BN |gamma| (network slimming)   | Liu et al. 2017; EB ``main.py``, ``vggprune.py``/``resprune.py`` |
+| thinet    | channel     | greedy next-layer reconstruction + least squares    | Luo et al. 2017; ``methods/thinet.py`` |
+| magnitude | weight      | global |w| over conv + linear weights                | Han et al. 2015; Frankle & Carbin 2019 (LT one-shot) |
+| snip      | weight      | |w dL/dw| on one mini-batch, global top-k            | Lee et al. 2019 (SNIP), section 4 |
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+from .data import Split, normalize
+from .eb import channel_mask, layer_masks
+from .flops import complexity
+from .prune import prune_channels
+from .thinet import SAMPLE_IMAGES, layer_pairs, thinet_prune
+from .unstructured import apply_masks, global_magnitude_masks, snip_masks
+
+#: SNIP's one mini-batch on CIFAR (Lee et al. 2019, section 5; REFERENCE.md section 7).
+SNIP_BATCH = 128
+
+
+@dataclass
+class Ticket:
+    """A drawn subnetwork.
+
+    ``model``: the pruned network holding the weights it was drawn from (channel: physically
+    pruned, ``(B, 3, 32, 32) -> (B, classes)``; weight: the dense network with masks held).
+    ``channel_masks``: one bool ``(C,)`` per BatchNorm2d (channel methods) or None.
+    ``weight_masks``: one bool mask per conv/linear weight (weight methods) or None.
+    ``prune_flops``: FLOPs spent choosing the mask (forward/backward passes), beyond training.
+    """
+
+    model: nn.Module
+    channel_masks: list[torch.Tensor] | None = None
+    weight_masks: list[torch.Tensor] | None = None
+    prune_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class PruningMethod:
+    name: str
+    granularity: str  # "channel" or "weight"
+    needs_weights: bool  # False: the mask depends only on the BN |gamma| history
+    source: str
+    draw: Callable[..., Ticket]
+
+
+def _sample(train: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` training images (normalised, not augmented) and labels from a seeded permutation."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train.y), generator=g)[:n].to(train.y.device)
+    return normalize(train.x[idx]), train.y[idx]
+
+
+def _bn(model, gammas, ratio, train, seed, classes) -> Ticket:
+    masks = layer_masks(model, channel_mask(gammas, ratio), gammas)
+    return Ticket(prune_channels(model, masks, classes), channel_masks=masks)
+
+
+def _thinet(model, gammas, ratio, train, seed, classes) -> Ticket:
+    x, _ = _sample(train, min(SAMPLE_IMAGES, len(train.y)), seed)
+    net, masks = thinet_prune(model.to(x.device), x, ratio, seed)
+    # one forward over the samples per pruned layer, on a network no larger than the dense one
+    cost = len(layer_pairs(net)) * len(x) * complexity(model)["flops"]
+    return Ticket(prune_channels(net, masks, classes), channel_masks=masks, prune_flops=cost)
+
+
+def _magnitude(model, gammas, ratio, train, seed, classes) -> Ticket:
+    masks = global_magnitude_masks(model, ratio)
+    return Ticket(apply_masks(copy.deepcopy(model), masks), weight_masks=masks)
+
+
+def _snip(model, gammas, ratio, train, seed, classes) -> Ticket:
+    x, y = _sample(train, min(SNIP_BATCH, len(train.y)), seed)
+    model = model.to(x.device)
+    masks = snip_masks(model, x, y, ratio)
+    cost = 3.0 * complexity(model)["flops"] * len(x)  # one forward + backward
+    return Ticket(apply_masks(copy.deepcopy(model), masks), weight_masks=masks, prune_flops=cost)
+
+
+PRUNING: dict[str, PruningMethod] = {m.name: m for m in (
+    PruningMethod("bn", "channel", False, "Liu et al. 2017 (network slimming); EB main.py, vggprune.py, resprune.py", _bn),
+    PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet),
+    PruningMethod("magnitude", "weight", True, "Han et al. 2015; Frankle & Carbin 2019", _magnitude),
+    PruningMethod("snip", "weight", True, "Lee et al. 2019 (SNIP)", _snip),
+)}
+
+
+def get_pruning(name: str) -> PruningMethod:
+    """The registered method ``name``.
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones).
+    """
+    if name not in PRUNING:
+        raise ConfigError(f"unknown pruning method {name!r}; choose one of {sorted(PRUNING)}")
+    return PRUNING[name]
