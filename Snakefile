@@ -1,8 +1,9 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, figure1, figure3, all_tables. Run folders and names: methods/cells.py.
+# Targets: table1, table2, figure1, figure3, all_tables. Run folders and names: methods/cells.py.
 import sys
 
-from methods.cells import figure1_runs, figure3_searches, parse_retrain, parse_search, snapshot_draws, table1_cells
+from methods.cells import (figure1_runs, figure3_searches, parse_retrain, parse_search, snapshot_draws, table1_cells,
+                          table2_cells)
 from methods.config import load_scale
 
 configfile: "config.yaml"
@@ -13,15 +14,17 @@ PY = sys.executable
 DATA = f"--data-root {config['data_root']}"
 DOWNLOAD = "--download" if config.get("download") else ""
 T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
+T2 = [run for cell in table2_cells(SCALE) for run in cell.runs]
 F1 = figure1_runs(SCALE)
 F3 = figure3_searches(SCALE)
 SNAPSHOTS = ",".join(snapshot_draws()) or "none"
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
-    run=r"p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+",
+    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+",
 
-localrules: all_tables, table1, figure1, figure3, data, report_table1, report_figure1, report_figure3, report_index
+localrules: all_tables, table1, table2, figure1, figure3, data, report_table1, report_table2, report_figure1,
+    report_figure3, report_index
 
 
 def results(runs):
@@ -34,6 +37,10 @@ rule all_tables:
 
 rule table1:
     input: f"{R}/report/table1.html"
+
+
+rule table2:
+    input: f"{R}/report/table2.html"
 
 
 rule figure1:
@@ -69,7 +76,7 @@ rule retrain:
     params: r=lambda wc: parse_retrain(wc.search, wc.run)
     shell:
         "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
-        " --ratio {params.r.ratio} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
+        " --ratio {params.r.ratio} --prune {params.r.prune} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
         " --lr {params.r.lr} --seed {params.r.search.seed} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
         " > {log} 2>&1"
 
@@ -78,6 +85,12 @@ rule report_table1:
     input: results(T1)
     output: f"{R}/tables/table1.csv", f"{R}/report/table1.html"
     shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA}"
+
+
+rule report_table2:
+    input: results(T2), results({r.search for r in T2})
+    output: f"{R}/tables/table2.csv", f"{R}/tables/table2_improv.csv", f"{R}/report/table2.html"
+    shell: "{PY} -m reports table2 --scale {SCALE.name} --results {R} {DATA}"
 
 
 rule report_figure1:
@@ -93,6 +106,6 @@ rule report_figure3:
 
 
 rule report_index:
-    input: f"{R}/report/table1.html", f"{R}/report/figure1.html", f"{R}/report/figure3.html"
+    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure3.html"
     output: f"{R}/report/index.html"
     shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA}"

@@ -9,9 +9,12 @@ import json
 import sys
 import warnings
 
+warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
+
 from .config import SCHEDULES, ConfigError, load_scale
 from .data import DATASETS, DatasetError, num_classes
 from .models import MODELS, build_model
+from .pruning import PRUNING
 
 
 def _ratio(s: str) -> float:
@@ -56,15 +59,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--search", required=True, help="output folder of the search run")
     r.add_argument("--ratio", type=_ratio, required=True, help="channel pruning ratio p in (0, 1)")
     r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
-    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue"],
-                   help="fresh init, drawn weights, or continue from the draw epoch (EB Train)")
+    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue", "rewind"],
+                   help="fresh init, drawn weights, continue from the draw epoch (EB Train), or rewind to theta_0 (LT)")
+    r.add_argument("--prune", default="bn", choices=sorted(PRUNING),
+                   help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip")
     _common(r)
     return ap
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         if args.cmd == "data":
             from .data import load_cifar
@@ -98,8 +102,9 @@ def main(argv=None) -> int:
             from .stages import run_retrain
 
             res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
-                              args.lr, args.seed, args.data_root, args.download, args.lrs)
-            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"]}))
+                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune)
+            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
+                              **({"no_ticket": res["no_ticket"]} if "no_ticket" in res else {})}))
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

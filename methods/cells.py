@@ -33,8 +33,9 @@ class SearchRun:
 
 @dataclass(frozen=True)
 class RetrainRun:
-    """A subnetwork drawn at ``draw`` (paper-scale epoch, "final" or "best") at ``ratio`` and
-    retrained with ``init`` under ``schedule``/``lr``.
+    """A subnetwork drawn at ``draw`` (paper-scale epoch, "final", "best", "eb") at ``ratio`` by
+    pruning method ``prune`` (``methods.pruning.PRUNING``) and retrained with ``init`` under
+    ``schedule``/``lr``.
 
     Table 1 retrains every cell under [80,120] at LR 0.1, whatever the search schedule: the
     paper's "final" columns of both rows agree (69.72 vs 69.74 for VGG16 on CIFAR-100), which
@@ -47,10 +48,12 @@ class RetrainRun:
     init: str = "fresh"
     schedule: str = "80-120"
     lr: float = 0.1
+    prune: str = "bn"
 
     @property
     def name(self) -> str:
-        return f"p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}"
+        method = "" if self.prune == "bn" else f"{self.prune}-"  # BN-pruned runs keep their spine-era names
+        return f"{method}p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}"
 
     def path(self, results: str) -> str:
         return f"{self.search.path(results)}/retrain/{self.name}"
@@ -84,6 +87,35 @@ def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
     return cells
 
 
+@dataclass(frozen=True)
+class Table2Cell:
+    """One cell of EB Table 2: (model, dataset) block, row ``method``, column ``ratio``; one run per seed.
+
+    ``runs`` is empty for a row that is not reproduced yet (``pending`` in tables.yaml).
+    """
+
+    model: str
+    dataset: str
+    method: str
+    ratio: float
+    runs: tuple[RetrainRun, ...]
+
+
+def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
+    """Every Table 2 cell; the rows' (prune, draw, init) come from ``tables.yaml`` ``table2.rows``."""
+    s = (spec or load_tables())["table2"]
+    cells = []
+    for model in s["models"]:
+        for ds in s["datasets"]:
+            for p in s.get(f"ratios_{model}_{ds}", s["ratios"]):
+                for method, row in s["rows"].items():
+                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed), p, str(row["draw"]),
+                                            row["init"], s["schedule"], s["lr"], row["prune"]) for seed in scale.seeds)
+                    cells.append(Table2Cell(model, ds, method, p, runs))
+                cells += [Table2Cell(model, ds, m, p, ()) for m in s.get("pending", [])]
+    return cells
+
+
 def figure1_runs(scale: Scale, spec: dict | None = None) -> list[RetrainRun]:
     s = (spec or load_tables())["figure1"]
     out = []
@@ -103,10 +135,14 @@ def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
 
 def snapshot_draws(spec: dict | None = None) -> list[str]:
     """Paper-scale epochs whose weights every search keeps: the draws of specifications that
-    retrain from drawn weights (a fresh init needs only the mask). EB epochs are always kept."""
+    retrain from drawn weights or prune by the weights (BN pruning with a fresh init needs only
+    the recorded |gamma|). The initial and the EB epochs are always kept."""
     spec = spec or load_tables()
     draws = {d for s in spec.values() if s.get("init") in ("drawn", "continue") for d in s.get("draws", [])}
-    return sorted(d for d in draws if d != "best")
+    for s in spec.values():
+        draws |= {str(r["draw"]) for r in s.get("rows", {}).values()
+                  if r["init"] in ("drawn", "continue") or r["prune"] != "bn"}
+    return sorted(d for d in draws if d not in ("best", "eb", "eb_official", "0"))
 
 
 def parse_search(name: str) -> SearchRun:
@@ -117,5 +153,7 @@ def parse_search(name: str) -> SearchRun:
 
 def parse_retrain(search: str, run: str) -> RetrainRun:
     """Inverse of ``RetrainRun.path`` split into its search name and run name."""
-    p, e, init, a, b, lr = run.split("-")
-    return RetrainRun(parse_search(search), float(p[1:]), e[1:], init, f"{a}-{b}", float(lr[2:]))
+    parts = run.split("-")
+    prune = parts.pop(0) if len(parts) == 7 else "bn"
+    p, e, init, a, b, lr = parts
+    return RetrainRun(parse_search(search), float(p[1:]), e[1:], init, f"{a}-{b}", float(lr[2:]), prune)

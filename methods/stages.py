@@ -12,19 +12,22 @@ import numpy as np
 import torch
 
 from .config import PAPER_EPOCHS, ConfigError, RunConfig, Scale, schedule, validate
-from .data import balanced_subset, load_cifar, num_classes
-from .eb import channel_mask, detect_eb, layer_masks, masks_from_gammas
+from .data import Split, balanced_subset, load_cifar, num_classes
+from .eb import channel_mask, detect_eb, masks_from_gammas
+from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, complexity, training_flops
 from .io import load_torch, read_json, save_npz, save_torch, write_json
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
 from .provenance import provenance
+from .pruning import PruningMethod, Ticket, get_pruning
 from .train import device_of, fit
+from .unstructured import apply_masks, effective_macs, rewind, sparsity_report
 
 #: Ratios whose masks and EB draw epochs every search records (REFERENCE.md sections 4 and 10).
 SEARCH_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 EB_RULES = ("paper", "official")
-INITS = ("fresh", "drawn", "continue")
+INITS = ("fresh", "drawn", "continue", "rewind")
 
 
 #: Images per epoch in the papers' CIFAR training (REFERENCE.md section 1): costs are also given at this size.
@@ -89,7 +92,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
         if epoch in wanted or epoch in found:
             save_torch(out / "snapshots" / f"epoch{epoch}.pt", m.state_dict())
 
-    res = fit(net, cfg, train, test, out / "ckpt.pt", on_epoch, name=out.name)
+    meter = EnergyMeter(dev)
+    res = fit(net, cfg, train, test, out / "ckpt.pt", on_epoch, name=out.name, meter=meter)
     gammas = res["gammas"]
     history = {p: masks_from_gammas(gammas, p) for p in SEARCH_RATIOS}
     save_npz(out / "history.npz", gammas=gammas.numpy(), **{f"mask_p{p}": h.numpy() for p, h in history.items()})
@@ -98,6 +102,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
+    result["energy"] = {"measured_j": _measured(res["log"]), **meter.describe(),
+                        "modelled_j": modelled_energy_j(result["train_flops"], 32), "model": MODEL_SOURCE}
     _paper_cost(result)
     write_json(out / "result.json", result)
     (out / "ckpt.pt").unlink(missing_ok=True)
@@ -106,8 +112,14 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
 
 def _paper_cost(result: dict) -> None:
     """Add the cost in EB units (0.05 PFLOPs) as run, and rescaled to the papers' 50,000 images."""
-    result["train_flops_eb_units"] = result["train_flops"] / EB_UNIT_FLOPS
-    result["train_flops_50k_eb_units"] = result["train_flops_eb_units"] * PAPER_TRAIN_IMAGES / result["train_images"]
+    for key in ("train_flops", "train_flops_nonzero"):
+        if key in result:
+            result[f"{key}_eb_units"] = result[key] / EB_UNIT_FLOPS
+            result[f"{key}_50k_eb_units"] = result[f"{key}_eb_units"] * PAPER_TRAIN_IMAGES / result["train_images"]
+
+
+class NoTicket(ConfigError):
+    """No EB ticket emerged in the search at the requested ratio (draw epoch undefined)."""
 
 
 def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> int:
@@ -116,7 +128,7 @@ def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> i
     EB ticket's epoch at ``ratio`` under the paper's or the official detection rule).
 
     Raises:
-        ConfigError: unknown draw, or no EB ticket emerged at ``ratio``.
+        ConfigError: unknown draw; NoTicket: no EB ticket emerged at ``ratio``.
     """
     if draw == "best":
         return int(search["best_epoch"])
@@ -126,7 +138,7 @@ def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> i
             raise ConfigError(f"ratio {ratio} has no EB detector in this search; choose one of {sorted(search['eb_epochs'])}")
         t = search["eb_epochs"][str(ratio)][rule]
         if t is None:
-            raise ConfigError(f"no EB ticket emerged at p={ratio} ({rule} rule) in {search['config']['epochs']} epochs; draw at an epoch instead")
+            raise NoTicket(f"no EB ticket emerged at p={ratio} ({rule} rule) in {search['config']['epochs']} epochs")
         return int(t)
     try:
         e = scale.epoch(draw if draw == "final" else int(draw))
@@ -137,57 +149,106 @@ def resolve_draw_epoch(draw: str, scale: Scale, search: dict, ratio: float) -> i
     return e
 
 
-def draw_ticket(search_dir: Path, ratio: float, epoch: int, weights: bool, classes: int) -> tuple[torch.nn.Module, list]:
-    """Physically pruned subnetwork from the search's mask at ``epoch`` (completed epochs).
+def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: int, weights: bool, classes: int,
+                train: Split, seed: int) -> tuple[Ticket, torch.nn.Module]:
+    """Draw a ticket with ``method`` from the search's network after ``epoch`` completed epochs.
 
-    ``weights=True`` copies the snapshot weights of that epoch (drawn weights); otherwise the
-    pruned architecture is returned with whatever weights the caller re-initialises.
+    The dense network holds the snapshot weights of that epoch when ``weights`` is True or the
+    method needs them (the BN method needs only the recorded |gamma|). Returns the ticket and
+    that dense network.
 
     Raises:
-        FileNotFoundError: drawn weights requested but the search saved no snapshot there.
+        FileNotFoundError: weights needed but the search saved no snapshot at ``epoch``.
     """
     search = read_json(search_dir / "result.json")
     with np.load(search_dir / "history.npz") as h:
         gammas = torch.from_numpy(h["gammas"][epoch])
     cfg = search["config"]
     dense = build_model(cfg["model"], classes, **cfg["knobs"])
-    if weights:
-        snap = search_dir / "snapshots" / f"epoch{epoch}.pt"
-        if not snap.is_file():
-            raise FileNotFoundError(f"{snap} missing: rerun the search with this epoch in snapshot_epochs")
-        dense.load_state_dict(load_torch(snap, "snapshot"))
-    masks = layer_masks(dense, channel_mask(gammas, ratio), gammas)
-    return prune_channels(dense, masks, classes), pruned_cfg(dense, masks)
+    if weights or method.needs_weights:
+        dense.load_state_dict(_snapshot(search_dir, epoch))
+    return method.draw(dense, gammas, ratio, train, seed, classes), dense
+
+
+def _snapshot(search_dir: Path, epoch: int) -> dict:
+    snap = search_dir / "snapshots" / f"epoch{epoch}.pt"
+    if not snap.is_file():
+        raise FileNotFoundError(f"{snap} missing: rerun the search with this epoch in snapshot_epochs")
+    return load_torch(snap, "snapshot")
+
+
+def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.Module, classes: int,
+                   seed: int) -> torch.nn.Module:
+    """The network retraining starts from: the ticket's own weights ("drawn", "continue"), a fresh
+    EB init from ``seed`` ("fresh"), or the search's initial weights theta_0 ("rewind")."""
+    if init in ("drawn", "continue"):
+        return ticket.model
+    if ticket.channel_masks is not None:
+        if init == "fresh":
+            torch.manual_seed(seed)
+            ticket.model.reset_parameters()
+            return ticket.model
+        dense.load_state_dict(_snapshot(search_dir, 0))
+        return prune_channels(dense, ticket.channel_masks, classes)
+    if init == "fresh":  # official SNIP trains a separate fresh init under the mask
+        torch.manual_seed(seed)
+        dense.reset_parameters()
+        return apply_masks(dense, ticket.weight_masks)
+    return rewind(ticket.model, _snapshot(search_dir, 0), ticket.weight_masks)
+
+
+def _measured(rows: list[dict]) -> float | None:
+    values = [r.get("energy_j") for r in rows]
+    return None if any(v is None for v in values) else float(sum(values))
 
 
 def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: str, init: str, sched: str,
-                lr: float, seed: int, data_root: str, download: bool = False, lrs=None) -> dict:
-    """Retrain a subnetwork drawn from a search run (REFERENCE.md section 6).
+                lr: float, seed: int, data_root: str, download: bool = False, lrs=None, prune: str = "bn") -> dict:
+    """Draw a ticket from a search run with pruning method ``prune`` and retrain it
+    (REFERENCE.md sections 6 and 7).
 
     ``init``:
       * ``"fresh"`` (Table 1/Figure 1 default; with ``draw="eb"`` it is EB Train (re-init)):
-        re-initialise the drawn architecture with the EB init from ``seed``, train all epochs;
-      * ``"drawn"``: keep the weights at the draw epoch, train all epochs;
+        re-initialise the drawn network with the EB init from ``seed``, train all epochs;
+      * ``"drawn"``: keep the weights at the draw epoch, train all epochs (NS and ThiNet
+        fine-tuning from ``draw="final"``; SNIP from ``draw="0"``);
       * ``"continue"`` (with ``draw="eb"`` it is EB Train): keep the ticket's weights and train
-        on from the draw epoch to the last under the same schedule, with a fresh optimizer.
-    Charged cost: the dense search epochs up to the draw plus the retraining at the pruned cost.
+        on from the draw epoch to the last under the search's schedule, with a fresh optimizer;
+      * ``"rewind"``: the surviving weights take their initial values theta_0 (LT one-shot with
+        ``prune="magnitude"``, ``draw="final"``).
+    Weight masks are held through every optimizer step. Charged cost: the dense search epochs
+    up to the draw, the mask selection, and the retraining at the trained network's FLOPs
+    (a weight-level sparse network is charged at dense FLOPs; its nonzero FLOPs are recorded
+    beside). Energy: measured over the same epochs where a meter exists, and modelled.
+
+    If no EB ticket emerged for ``draw="eb"``/``"eb_official"``, the result records
+    ``no_ticket`` with the reason and no accuracy.
 
     Raises:
-        ConfigError: bad ``init`` or ``draw``; FileNotFoundError: no snapshot for drawn weights.
+        ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
     """
     out, search_dir = Path(out), Path(search_dir)
     if (out / "result.json").is_file():
         return read_json(out / "result.json")
     if init not in INITS:
         raise ConfigError(f"init={init!r}: choose one of {INITS}")
+    method = get_pruning(prune)
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
-    epoch = resolve_draw_epoch(draw, scale, search, ratio)
+    base = {"kind": "retrain", "scale": scale.name, "search": str(search_dir), "ratio": ratio, "draw": draw,
+            "init": init, "prune": prune}
+    try:
+        epoch = resolve_draw_epoch(draw, scale, search, ratio)
+    except NoTicket as e:
+        result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
+        write_json(out / "result.json", result)
+        return result
     dev, classes, train, test = _setup(scale, scfg["dataset"], data_root, download)
-    net, arch = draw_ticket(search_dir, ratio, epoch, init != "fresh", classes)
-    if init == "fresh":
-        torch.manual_seed(seed)
-        net.reset_parameters()
+    meter = EnergyMeter(dev)
+    meter.begin("prune")
+    ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
+    prune_energy = meter.end("prune")
+    net = _start_weights(ticket, init, search_dir, dense, classes, seed)
     start = epoch if init == "continue" else 0
     if init == "continue":  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
         if start >= scale.epochs:
@@ -195,19 +256,37 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         milestones, lrs = scfg["milestones"], scfg["lrs"]
     else:
         milestones, lrs = schedule(sched, lr, scale, lrs)
+    arch = pruned_cfg(dense, ticket.channel_masks) if ticket.channel_masks is not None else None
     cfg = _run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
                       start_epoch=start)
-    res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name)
-    cx, dense_cx = complexity(res["model"]), search["complexity"]
+    res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
+    cx = effective_macs(res["model"])
+    cx["params"] = complexity(res["model"])["params"]
+    sparsity = sparsity_report(res["model"])  # exact zeros of conv + linear weights
+    dense_cx = search["complexity"]
     n = len(train.y)
     flops_search = training_flops(dense_cx["flops"], n, epoch)
     flops_retrain = training_flops(cx["flops"], n, cfg.epochs - start)
-    result = {"kind": "retrain", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
-              "search": str(search_dir), "search_best_acc": search["best_acc"], "ratio": ratio, "draw": draw,
-              "draw_epoch": epoch, "init": init, "complexity": cx, "dense_complexity": dense_cx,
-              "param_reduction": 1 - cx["params"] / dense_cx["params"], "flop_reduction": 1 - cx["flops"] / dense_cx["flops"],
-              "train_images": n, "flops_search": flops_search, "flops_retrain": flops_retrain,
-              "train_flops": flops_search + flops_retrain, "provenance": provenance(dev)}
+    flops_retrain_nonzero = training_flops(cx["flops_nonzero"], n, cfg.epochs - start)
+    search_energy = _measured(search["log"][:epoch])
+    retrain_energy = _measured(res["log"])
+    measured = None if None in (search_energy, retrain_energy, prune_energy) else search_energy + retrain_energy + prune_energy
+    train_flops = flops_search + ticket.prune_flops + flops_retrain
+    result = {**base, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
+              "search_best_acc": search["best_acc"], "draw_epoch": epoch, "granularity": method.granularity,
+              "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero")},
+              "dense_complexity": dense_cx, "weight_density": sparsity["density"],
+              "param_reduction": 1 - cx["params"] / dense_cx["params"],
+              "param_reduction_nonzero": 1 - (cx["params"] - sparsity["total"] + sparsity["nonzero"]) / dense_cx["params"],
+              "flop_reduction": 1 - cx["flops"] / dense_cx["flops"],
+              "flop_reduction_nonzero": 1 - cx["flops_nonzero"] / dense_cx["flops"],
+              "train_images": n, "flops_search": flops_search, "flops_prune": ticket.prune_flops,
+              "flops_retrain": flops_retrain, "train_flops": train_flops,
+              "train_flops_nonzero": flops_search + ticket.prune_flops + flops_retrain_nonzero,
+              "energy": {"measured_j": measured, "search_j": search_energy, "prune_j": prune_energy,
+                         "retrain_j": retrain_energy, **meter.describe(),
+                         "modelled_j": modelled_energy_j(train_flops, 32), "model": MODEL_SOURCE},
+              "provenance": provenance(dev)}
     _paper_cost(result)
     write_json(out / "result.json", result)
     (out / "ckpt.pt").unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from torch import nn
 from .config import RunConfig
 from .data import Split, augment, normalize
 from .eb import bn_gammas, bn_layers
+from .energy import EnergyMeter
 from .io import load_torch, save_torch
 
 
@@ -78,11 +79,13 @@ def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[
 
 
 def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: Path,
-        on_epoch: Callable[[int, nn.Module, torch.Tensor], None] | None = None, name: str = "") -> dict:
+        on_epoch: Callable[[int, nn.Module, torch.Tensor], None] | None = None, name: str = "",
+        meter: EnergyMeter | None = None) -> dict:
     """Train ``model`` from ``cfg.start_epoch`` to ``cfg.epochs``, resuming from ``ckpt_path``.
 
     ``train``/``test`` must already be on the training device. Every epoch appends a log row
-    (lr, losses, accuracies in %, seconds, images/s), the BN |gamma| vector (for masks), and
+    (lr, losses, accuracies in %, seconds, images/s, ``energy_j``: joules of the epoch's training
+    steps from ``meter``, None without one), the BN |gamma| vector (for masks), and
     rewrites the checkpoint atomically. ``on_epoch(epoch, model, gammas)`` runs after each
     epoch (epoch = completed epochs; ``gammas`` the (epoch+1-start, N) history).
 
@@ -109,7 +112,10 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
         for g in opt.param_groups:
             g["lr"] = lr
         t0 = time.perf_counter()
+        if meter is not None:
+            meter.begin(f"epoch{epoch}")
         row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, opt, train, cfg, epoch, bns)}
+        row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
         row["seconds"] = time.perf_counter() - t0
         row["images_per_s"] = len(train.y) / row["seconds"]
         row.update(evaluate(model, test, cfg.test_batch_size))

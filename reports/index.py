@@ -1,4 +1,4 @@
-"""Index page: every report page with its completeness and, for Table 1, the distance to the paper.
+"""Index page: every report page with its completeness and, for Tables 1 and 2, the distance to the paper.
 
 Completeness is recomputed from the run folders (not read from the other pages), so the
 index is right even when it is built before or without them.
@@ -10,7 +10,7 @@ from pathlib import Path
 from methods.cells import figure3_searches, load_tables
 from methods.config import Scale
 
-from . import figure1, table1
+from . import figure1, table1, table2
 from .common import load_run, provenance, render, scale_note
 from .io import write_text
 
@@ -19,6 +19,8 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
     """One entry per page: name, file, what it shows, done/total units and runs, extra figures."""
     cells, _, t1_runs = table1.collect(scale, results, spec)
     t1 = table1.summary(cells)
+    t2_cells, _, t2_runs = table2.collect(scale, results, spec)
+    t2 = table2.summary(t2_cells)
     f1_df, f1_runs = figure1.collect(scale, results, spec)
     f1 = figure1.summary(f1_df)
     f3_runs = [load_run(s.path(results), scale) for s in figure3_searches(scale, spec)]
@@ -28,6 +30,9 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
         {"name": "Table 1", "file": "table1.html", "what": "retrain accuracy vs draw epoch and LR schedule (p = 0.5)",
          "unit": "cells", "done": t1["cells_done"], "total": t1["cells_total"], "runs_done": t1["runs_done"],
          "runs_total": t1["runs_total"], "mean_abs_diff": t1["mean_abs_diff"], "n_compared": t1["n_compared"]},
+        {"name": "Table 2", "file": "table2.html", "what": "EB Train vs LT, SNIP, NS, ThiNet: accuracy, training FLOPs, energy",
+         "unit": "cells", "done": t2["cells_done"], "total": t2["cells_total"], "runs_done": t2["runs_done"],
+         "runs_total": t2["runs_total"], "mean_abs_diff": t2["mean_abs_diff"], "n_compared": t2["n_compared"]},
         {"name": "Figure 1", "file": "figure1.html", "what": "retrain accuracy vs draw epoch per pruning ratio",
          "unit": "points", "done": f1["points_done"], "total": f1["points_total"], "runs_done": f1["runs_done"],
          "runs_total": f1["runs_total"], "mean_abs_diff": None, "n_compared": 0},
@@ -36,7 +41,7 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
          "runs_total": len(f3_runs), "mean_abs_diff": None, "n_compared": 0},
     ]
     # Runs shared between pages (Table 1's [80,120] searches feed Figure 1 too) count once.
-    unique = {str(r.path): r for r in t1_runs + f1_runs + f3_runs}
+    unique = {str(r.path): r for r in t1_runs + t2_runs + f1_runs + f3_runs}
     return out, list(unique.values())
 
 
