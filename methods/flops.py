@@ -43,3 +43,19 @@ def training_flops(forward_flops: float, images: int, epochs: float) -> float:
     REFERENCE.md section 1; e.g. dense VGG16, 50,000 images, 160 epochs = 1.506e16 = 301 EB units.
     """
     return 3.0 * forward_flops * images * epochs
+
+
+def cell_training_flops(dense_flops: float, trained_flops: float, draw_epoch: int, retrain_epochs: int,
+                        images: int, prune_flops: float = 0.0) -> dict:
+    """Training FLOPs a table cell is charged (EB Table 2's cost column; REFERENCE.md section 7).
+
+    ``dense_flops``: forward FLOPs of the dense network (one 3x32x32 image), trained for
+    ``draw_epoch`` epochs before the ticket is drawn; ``trained_flops``: forward FLOPs of the
+    network retrained for ``retrain_epochs`` (a weight-masked network counts at dense FLOPs);
+    ``prune_flops``: FLOPs spent choosing the mask. Returns ``{"search", "prune", "retrain",
+    "total"}`` in FLOPs. E.g. LT (one-shot) on VGG16: 160 dense + 160 dense epochs = 602 EB
+    units (paper: 605); SNIP: 0 + 160 = 301 (paper: 302).
+    """
+    search = training_flops(dense_flops, images, draw_epoch)
+    retrain = training_flops(trained_flops, images, retrain_epochs)
+    return {"search": search, "prune": prune_flops, "retrain": retrain, "total": search + prune_flops + retrain}

@@ -15,7 +15,7 @@ from .config import PAPER_EPOCHS, ConfigError, RunConfig, Scale, schedule, valid
 from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
-from .flops import EB_UNIT_FLOPS, complexity, training_flops
+from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
 from .io import load_torch, read_json, save_npz, save_torch, write_json
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
@@ -265,13 +265,11 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     sparsity = sparsity_report(res["model"])  # exact zeros of conv + linear weights
     dense_cx = search["complexity"]
     n = len(train.y)
-    flops_search = training_flops(dense_cx["flops"], n, epoch)
-    flops_retrain = training_flops(cx["flops"], n, cfg.epochs - start)
-    flops_retrain_nonzero = training_flops(cx["flops_nonzero"], n, cfg.epochs - start)
+    cost = cell_training_flops(dense_cx["flops"], cx["flops"], epoch, cfg.epochs - start, n, ticket.prune_flops)
+    nonzero = cell_training_flops(dense_cx["flops"], cx["flops_nonzero"], epoch, cfg.epochs - start, n, ticket.prune_flops)
     search_energy = _measured(search["log"][:epoch])
     retrain_energy = _measured(res["log"])
     measured = None if None in (search_energy, retrain_energy, prune_energy) else search_energy + retrain_energy + prune_energy
-    train_flops = flops_search + ticket.prune_flops + flops_retrain
     result = {**base, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
               "search_best_acc": search["best_acc"], "draw_epoch": epoch, "granularity": method.granularity,
               "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero")},
@@ -280,12 +278,11 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "param_reduction_nonzero": 1 - (cx["params"] - sparsity["total"] + sparsity["nonzero"]) / dense_cx["params"],
               "flop_reduction": 1 - cx["flops"] / dense_cx["flops"],
               "flop_reduction_nonzero": 1 - cx["flops_nonzero"] / dense_cx["flops"],
-              "train_images": n, "flops_search": flops_search, "flops_prune": ticket.prune_flops,
-              "flops_retrain": flops_retrain, "train_flops": train_flops,
-              "train_flops_nonzero": flops_search + ticket.prune_flops + flops_retrain_nonzero,
+              "train_images": n, "flops_search": cost["search"], "flops_prune": cost["prune"],
+              "flops_retrain": cost["retrain"], "train_flops": cost["total"], "train_flops_nonzero": nonzero["total"],
               "energy": {"measured_j": measured, "search_j": search_energy, "prune_j": prune_energy,
                          "retrain_j": retrain_energy, **meter.describe(),
-                         "modelled_j": modelled_energy_j(train_flops, 32), "model": MODEL_SOURCE},
+                         "modelled_j": modelled_energy_j(cost["total"], 32), "model": MODEL_SOURCE},
               "provenance": provenance(dev)}
     _paper_cost(result)
     write_json(out / "result.json", result)

@@ -30,7 +30,7 @@ from reports.table1 import load_paper
 
 DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
-PAGES = ("table1", "figure1", "figure3", "index")
+PAGES = ("table1", "table2", "figure1", "figure3", "index")
 
 VGG1 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 1)
 VGG2 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 2)
@@ -252,7 +252,10 @@ def test_empty_tree_renders_all_pending(tmp_path):
     assert "0 / 32 cells" in (results / "report" / "index.html").read_text()
     assert "pending" in (results / "report" / "table1.html").read_text()
     assert pd.read_csv(results / "tables" / "table1.csv").n_runs.sum() == 0
-
+    t2 = pd.read_csv(results / "tables" / "table2.csv")
+    assert len(t2) == 93 and t2.n_runs.sum() == 0  # every cell the paper prints, our 72 + 21 LF/LL
+    html = (results / "report" / "table2.html").read_text()
+    assert "pending: not run yet" in html and "pending: not built yet (low-precision issue)" in html
 
 
 def test_result_files_are_readable_by_others(tmp_path):

@@ -1,0 +1,116 @@
+"""Table 2 rows through the retraining stage at tiny scale: masks held, costs charged, energy summed."""
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from methods import stages
+from methods.config import load_scale
+from methods.pruning import get_pruning
+from methods.stages import _run_config, _setup, _start_weights, draw_ticket, run_retrain, run_search
+from methods.train import fit
+from methods.unstructured import prunable
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("t2") / "search"
+    run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["final"])
+    return out
+
+
+def _retrain(tmp_path, search, data_root, prune, draw, init, ratio=0.5):
+    return run_retrain(tmp_path / f"{prune}-{draw}-{init}", load_scale("tiny"), search, ratio, draw, init, "80-120",
+                       0.1, 1, str(data_root), prune=prune)
+
+
+def test_lt_mask_stays_exactly_zero_through_every_step_of_retraining(tmp_path, search, data_root):
+    """LT: theta_0 under the final weights' magnitude mask, trained with momentum 0.9 and weight decay."""
+    tiny = load_scale("tiny")
+    dev, classes, train, test = _setup(tiny, "cifar10", str(data_root), False)
+    ticket, dense = draw_ticket(search, get_pruning("magnitude"), 0.5, tiny.epochs, False, classes, train, 1)
+    net = _start_weights(ticket, "rewind", search, dense, classes, 1)
+    theta0 = torch.load(search / "snapshots" / "epoch0.pt", weights_only=True)
+    layers = prunable(net)
+    first = layers[0][0]
+    assert torch.equal(first.weight_orig, theta0["features.0.weight"] * ticket.weight_masks[0])  # rewound survivors
+    cfg = _run_config(tiny, "vgg16", "cifar10", [8, 12], [0.1, 0.01, 0.001], 1, str(data_root), False)
+    steps = []
+    hook = register_optimizer_step_post_hook(
+        lambda opt, a, k: steps.append(max(float(m.weight_orig.detach()[~mask].abs().max())
+                                           for (m, _), mask in zip(layers, ticket.weight_masks))))
+    try:
+        fit(net, cfg, train, test, tmp_path / "ckpt.pt")
+    finally:
+        hook.remove()
+    assert len(steps) == tiny.epochs * math.ceil(tiny.train_images / tiny.batch_size)  # 112 SGD steps
+    assert max(steps) == 0.0  # pruned weights exactly zero after every step
+    assert cfg.momentum == 0.9 and cfg.weight_decay == 1e-4
+    kept = sum(int(m.sum()) for m in ticket.weight_masks)
+    total = sum(m.numel() for m in ticket.weight_masks)
+    assert total - kept == math.floor(Fraction("0.5") * total)
+    assert sum(int(torch.count_nonzero(m.weight_orig)) for m, _ in layers) <= kept
+
+
+def test_table2_rows_charge_their_stages(tmp_path, search, data_root):
+    s = json.loads((search / "result.json").read_text())
+    dense_run = s["train_flops"]  # one dense training at this scale
+    lt = _retrain(tmp_path, search, data_root, "magnitude", "final", "rewind")
+    snip = _retrain(tmp_path, search, data_root, "snip", "0", "drawn")
+    ns = _retrain(tmp_path, search, data_root, "bn", "final", "drawn")
+    thinet = _retrain(tmp_path, search, data_root, "thinet", "final", "drawn")
+    assert lt["granularity"] == snip["granularity"] == "weight" and ns["granularity"] == thinet["granularity"] == "channel"
+    assert lt["train_flops"] == pytest.approx(2 * dense_run)  # dense training + dense-charged retraining
+    assert lt["train_flops_nonzero"] < lt["train_flops"] and lt["weight_density"] == pytest.approx(0.5, abs=0.01)
+    assert lt["flop_reduction"] == 0 and 0 < lt["flop_reduction_nonzero"] < 1
+    assert snip["draw_epoch"] == 0 and snip["flops_search"] == 0
+    assert snip["train_flops"] == pytest.approx(dense_run + snip["flops_prune"]) and snip["flops_prune"] > 0
+    assert ns["train_flops"] == pytest.approx(dense_run + ns["flops_retrain"]) and ns["flops_retrain"] < dense_run
+    assert thinet["flops_prune"] > 0 and 0 < thinet["param_reduction"] < 1
+    for r in (lt, snip, ns, thinet):
+        assert r["energy"]["modelled_j"] == pytest.approx(r["train_flops"] / 2 * 4.6e-12)
+        assert r["train_flops_eb_units"] == pytest.approx(r["train_flops"] / 5e13)
+
+
+def test_measured_energy_sums_the_epochs_a_cell_uses(tmp_path, data_root, monkeypatch):
+    class OneJoulePerWindow:  # stands in for the Zeus monitor of a machine that has one
+        def __init__(self, device):
+            self.available = True
+
+        def begin(self, name):
+            pass
+
+        def end(self, name):
+            return 1.0
+
+        def describe(self):
+            return {"meter": "fake", "reason": None}
+
+    monkeypatch.setattr(stages, "EnergyMeter", OneJoulePerWindow)
+    tiny = load_scale("tiny")
+    s = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    assert s["energy"]["measured_j"] == tiny.epochs
+    ratio = next(float(p) for p, r in s["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs)
+    t = s["eb_epochs"][str(ratio)]["paper"]
+    eb = run_retrain(tmp_path / "eb", tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    # t search epochs + the mask selection + (E - t) retraining epochs
+    assert (eb["energy"]["search_j"], eb["energy"]["prune_j"], eb["energy"]["retrain_j"]) == (t, 1.0, tiny.epochs - t)
+    assert eb["energy"]["measured_j"] == tiny.epochs + 1
+
+
+def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
+    import shutil
+
+    s = tmp_path / "s"
+    shutil.copytree(search, s)
+    res = json.loads((s / "result.json").read_text())
+    res["eb_epochs"]["0.5"]["paper"] = None
+    (s / "result.json").write_text(json.dumps(res))
+    out = run_retrain(tmp_path / "r", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    assert out["best_acc"] is None and "no EB ticket emerged at p=0.5" in out["no_ticket"]
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out["no_ticket"]
