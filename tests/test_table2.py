@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from methods.config import load_scale
 from methods.data import Split
 from methods.eb import bn_gammas, channel_mask
 from methods.energy import EnergyMeter, modelled_energy_j
