@@ -114,3 +114,20 @@ def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
     out = run_retrain(tmp_path / "r", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     assert out["best_acc"] is None and "no EB ticket emerged at p=0.5" in out["no_ticket"]
     assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out["no_ticket"]
+
+
+@pytest.mark.parametrize("prune, draw, init", [("magnitude", "final", "rewind"), ("thinet", "final", "drawn")])
+def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_root, monkeypatch, prune, draw, init):
+    """The ticket is drawn again on resume (deterministic), then the masked or ThiNet-pruned network
+    continues from its checkpoint: the log equals an uninterrupted run's."""
+    from test_train import _comparable, killed_at_checkpoint
+
+    tiny = load_scale("tiny")
+    args = (tiny, search, 0.5, draw, init, "80-120", 0.1, 1, str(data_root))
+    full = run_retrain(tmp_path / "a", *args, prune=prune)
+    with killed_at_checkpoint(5, monkeypatch):
+        run_retrain(tmp_path / "b", *args, prune=prune)
+    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 4
+    resumed = run_retrain(tmp_path / "b", *args, prune=prune)
+    assert _comparable(resumed) == _comparable(full)
+    assert resumed["complexity"] == full["complexity"] and resumed["weight_density"] == full["weight_density"]
