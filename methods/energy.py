@@ -36,9 +36,14 @@ def modelled_energy_j(flops: float, bits: int = 32) -> float:
 class EnergyMeter:
     """Energy of a window of work on ``device``'s GPU (NVML) and the CPU packages (RAPL), in joules.
 
+    Whole-device counters: work of other jobs sharing the GPU or the CPU packages in the same
+    window is included (run one training job per device for clean per-cell figures).
     ``available`` is False and ``reason`` says why when neither can be read (e.g. no NVIDIA
-    GPU and no ``/sys/class/powercap/intel-rapl``); ``begin``/``end`` then return None.
-    ``describe()`` names what was read, for the result file.
+    GPU and no ``/sys/class/powercap/intel-rapl``); ``begin``/``end`` then do nothing / return
+    None. ``describe()`` names what was read, for the result file.
+
+    Raises:
+        ImportError: ``zeus`` is not installed (it is in requirements.txt).
     """
 
     def __init__(self, device: torch.device):
@@ -66,13 +71,16 @@ class EnergyMeter:
         if self.available:
             from zeus.monitor import ZeusMonitor
 
-            self._monitor = ZeusMonitor(gpu_indices=gpus, cpu_indices=cpus)
+            # short windows (a mask selection) fall under NVML's counter update period: interpolate
+            self._monitor = ZeusMonitor(gpu_indices=gpus, cpu_indices=cpus, approx_instant_energy=True)
 
     def describe(self) -> dict:
         """``{"meter": "zeus: ..." or None, "reason": None or why nothing is measured}``."""
-        return {"meter": ("zeus: " + ", ".join(self.parts)) if self.available else None, "reason": self.reason}
+        return {"meter": ("zeus: " + ", ".join(self.parts) + "; whole-device counters") if self.available else None,
+                "reason": self.reason}
 
     def begin(self, name: str) -> None:
+        """Open window ``name`` (Zeus raises ValueError if a window of that name is already open)."""
         if self._monitor is not None:
             self._monitor.begin_window(name)
 

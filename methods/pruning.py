@@ -53,6 +53,15 @@ class Ticket:
 
 @dataclass(frozen=True)
 class PruningMethod:
+    """A registered pruning method.
+
+    ``draw(model, gammas, ratio, train, seed, classes) -> Ticket``: ``model`` the dense network
+    at the draw epoch (SNIP and ThiNet move it to ``train``'s device), ``gammas`` its |gamma|
+    ``(N,)`` from the search history, ``ratio`` in (0, 1), ``train`` the training split (SNIP's
+    batch and ThiNet's samples, drawn with ``seed``), ``classes`` the number of classes. Raises
+    ValueError for a ratio outside (0, 1) and TypeError for a model family without a rule.
+    """
+
     name: str
     granularity: str  # "channel" or "weight"
     needs_weights: bool  # False: the mask depends only on the BN |gamma| history

@@ -111,11 +111,14 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
 
 
 def _paper_cost(result: dict) -> None:
-    """Add the cost in EB units (0.05 PFLOPs) as run, and rescaled to the papers' 50,000 images."""
+    """Add the cost in EB units (0.05 PFLOPs) as run, and with the training epochs rescaled to the
+    papers' 50,000 images (the mask selection's fixed sample is not rescaled)."""
+    fixed = result.get("flops_prune", 0.0)  # the mask selection's samples do not grow with the training set
     for key in ("train_flops", "train_flops_nonzero"):
         if key in result:
             result[f"{key}_eb_units"] = result[key] / EB_UNIT_FLOPS
-            result[f"{key}_50k_eb_units"] = result[f"{key}_eb_units"] * PAPER_TRAIN_IMAGES / result["train_images"]
+            per_image = (result[key] - fixed) * PAPER_TRAIN_IMAGES / result["train_images"]
+            result[f"{key}_50k_eb_units"] = (per_image + fixed) / EB_UNIT_FLOPS
 
 
 class NoTicket(ConfigError):
@@ -154,11 +157,14 @@ def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: in
     """Draw a ticket with ``method`` from the search's network after ``epoch`` completed epochs.
 
     The dense network holds the snapshot weights of that epoch when ``weights`` is True or the
-    method needs them (the BN method needs only the recorded |gamma|). Returns the ticket and
-    that dense network.
+    method needs them (the BN method needs only the recorded |gamma|). ``train``: the training
+    split on the training device (SNIP's batch, ThiNet's samples); ``seed`` picks those images.
+    Returns the ticket and that dense network (moved to ``train``'s device by SNIP and ThiNet).
 
     Raises:
-        FileNotFoundError: weights needed but the search saved no snapshot at ``epoch``.
+        FileNotFoundError: weights needed but the search saved no snapshot at ``epoch``;
+        RuntimeError: a snapshot that does not fit the search's model (corrupt or foreign);
+        TypeError: a model family the method has no rule for.
     """
     search = read_json(search_dir / "result.json")
     with np.load(search_dir / "history.npz") as h:
@@ -221,8 +227,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     (a weight-level sparse network is charged at dense FLOPs; its nonzero FLOPs are recorded
     beside). Energy: measured over the same epochs where a meter exists, and modelled.
 
-    If no EB ticket emerged for ``draw="eb"``/``"eb_official"``, the result records
-    ``no_ticket`` with the reason and no accuracy.
+    If no EB ticket emerged for ``draw="eb"``/``"eb_official"`` (or, for EB Train, only at the
+    last epoch), the result records ``no_ticket`` with the reason and no accuracy.
 
     Raises:
         ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
@@ -239,6 +245,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
             "init": init, "prune": prune}
     try:
         epoch = resolve_draw_epoch(draw, scale, search, ratio)
+        if init == "continue" and draw in ("eb", "eb_official") and epoch >= scale.epochs:
+            raise NoTicket(f"the EB ticket at p={ratio} emerged only at the last epoch ({epoch}): EB Train has nothing left to train")
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
         write_json(out / "result.json", result)

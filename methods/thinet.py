@@ -53,8 +53,14 @@ def greedy_remove(x: torch.Tensor, remove: int) -> list[int]:
 
     ``x``: contributions ``(m samples, C channels)``. Starting from T = {}, adds the channel j
     minimising ||sum_{t in T} x[:, t] + x[:, j]||^2 until |T| = ``remove``; ties go to the
-    lowest index.
+    lowest index. Greedy, as ThiNet's: a set whose members cancel only together (x_a = -x_b)
+    is not found.
+
+    Raises:
+        ValueError: ``remove`` outside [0, C).
     """
+    if not 0 <= remove < x.shape[1]:
+        raise ValueError(f"can remove 0 to {x.shape[1] - 1} of {x.shape[1]} channels, not {remove}")
     removed: list[int] = []
     s = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     taken = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
@@ -69,10 +75,13 @@ def greedy_remove(x: torch.Tensor, remove: int) -> list[int]:
 
 
 def lstsq_scale(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """argmin_w ||x w - y||^2: ``x`` ``(m, k)``, ``y`` ``(m,)`` -> ``(k,)``, solved in float64 on the CPU
-    (``gelsd`` copes with rank-deficient x, e.g. a channel that is never active)."""
+    """argmin_w ||x w - y||^2: ``x`` ``(m, k)``, ``y`` ``(m,)`` -> ``(k,)`` in ``x``'s dtype and device.
+
+    Solved in float64 on the CPU, where ``gelsd`` copes with a rank-deficient x (a channel that
+    is never active); CUDA offers only ``gels``, which needs full rank.
+    """
     sol = torch.linalg.lstsq(x.double().cpu(), y.double().cpu()[:, None], driver="gelsd").solution
-    return sol[:, 0].to(x.dtype)
+    return sol[:, 0].to(x)
 
 
 def layer_pairs(model: nn.Module) -> list[tuple[int, nn.Module]]:
@@ -99,19 +108,32 @@ def layer_pairs(model: nn.Module) -> list[tuple[int, nn.Module]]:
 def contributions(layer: nn.Module, inputs: torch.Tensor, per_image: int, gen: torch.Generator) -> torch.Tensor:
     """X ``(B * per_image, C)``: each input channel's contribution to randomly drawn outputs.
 
-    ``inputs``: the layer's input, ``(B, C, H, W)`` for a conv or ``(B, C)`` for a Linear
-    (where a sample is one logit j and x_c = W[j, c] * input[c]).
+    ``inputs``: the layer's input, ``(B, C, H, W)`` for a Conv2d or ``(B, C)`` for a Linear
+    (where a sample is one logit j and x_c = W[j, c] * input[c]); ``gen`` draws the output
+    channel and position of each sample (any device). Only the sampled windows are gathered,
+    so memory is ``B * per_image * C * k * k``, not the whole unfolded input.
+
+    Raises:
+        TypeError: a layer other than Conv2d (groups 1) or Linear.
     """
     b, w = inputs.shape[0], layer.weight
     d = torch.randint(w.shape[0], (b, per_image), generator=gen, device=gen.device).to(inputs.device)
     if isinstance(layer, nn.Linear):
         return (w[d] * inputs[:, None, :]).reshape(-1, inputs.shape[1])
-    k = layer.kernel_size
-    cols = F.unfold(inputs, k, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
-    cols = cols.view(b, inputs.shape[1], k[0] * k[1], -1)  # (B, C, k*k, L)
-    pos = torch.randint(cols.shape[-1], (b, per_image), generator=gen, device=gen.device).to(inputs.device)
-    patches = cols.permute(0, 3, 1, 2)[torch.arange(b, device=inputs.device)[:, None], pos]  # (B, P, C, k*k)
-    return (patches * w.flatten(2)[d]).sum(-1).reshape(-1, inputs.shape[1])
+    if not isinstance(layer, nn.Conv2d) or layer.groups != 1 or isinstance(layer.padding, str):
+        raise TypeError(f"ThiNet samples Conv2d (groups 1, numeric padding) or Linear layers, not {layer}")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    oh = (inputs.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (inputs.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    pos = torch.randint(oh * ow, (b, per_image), generator=gen, device=gen.device).to(inputs.device)
+    padded = F.pad(inputs, (pw, pw, ph, ph))
+    dev = inputs.device
+    rows = (pos // ow * sh)[..., None] + torch.arange(kh, device=dev) * dh  # (B, P, kh)
+    cols = (pos % ow * sw)[..., None] + torch.arange(kw, device=dev) * dw  # (B, P, kw)
+    img = torch.arange(b, device=dev)[:, None, None, None, None]
+    chan = torch.arange(inputs.shape[1], device=dev)[None, None, :, None, None]
+    patches = padded[img, chan, rows[:, :, None, :, None], cols[:, :, None, None, :]]  # (B, P, C, kh, kw)
+    return (patches * w[d]).sum((-2, -1)).reshape(-1, inputs.shape[1])
 
 
 def _layer_inputs(model: nn.Module, layer: nn.Module, images: torch.Tensor, batch: int = 250) -> torch.Tensor:

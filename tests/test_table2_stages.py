@@ -73,6 +73,11 @@ def test_table2_rows_charge_their_stages(tmp_path, search, data_root):
     assert ns["train_flops"] == pytest.approx(dense_run + ns["flops_retrain"]) and ns["flops_retrain"] < dense_run
     assert thinet["flops_prune"] > 0 and 0 < thinet["param_reduction"] < 1
     for r in (lt, snip, ns, thinet):
+        assert r["train_flops"] == pytest.approx(r["flops_search"] + r["flops_prune"] + r["flops_retrain"])
+        # at 50,000 images the training epochs scale, the mask selection's fixed sample does not
+        scaled = (r["flops_search"] + r["flops_retrain"]) * 50_000 / r["train_images"] + r["flops_prune"]
+        assert r["train_flops_50k_eb_units"] == pytest.approx(scaled / 5e13)
+    for r in (lt, snip, ns, thinet):
         assert r["energy"]["modelled_j"] == pytest.approx(r["train_flops"] / 2 * 4.6e-12)
         assert r["train_flops_eb_units"] == pytest.approx(r["train_flops"] / 5e13)
 
@@ -114,6 +119,11 @@ def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
     out = run_retrain(tmp_path / "r", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     assert out["best_acc"] is None and "no EB ticket emerged at p=0.5" in out["no_ticket"]
     assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out["no_ticket"]
+    # a ticket at the very last epoch leaves EB Train nothing to train: recorded the same way
+    res["eb_epochs"]["0.5"]["paper"] = load_scale("tiny").epochs
+    (s / "result.json").write_text(json.dumps(res))
+    last = run_retrain(tmp_path / "r2", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    assert last["best_acc"] is None and "only at the last epoch (16)" in last["no_ticket"]
 
 
 @pytest.mark.parametrize("prune, draw, init", [("magnitude", "final", "rewind"), ("thinet", "final", "drawn")])
