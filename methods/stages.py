@@ -159,7 +159,7 @@ def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: in
     The dense network holds the snapshot weights of that epoch when ``weights`` is True or the
     method needs them (the BN method needs only the recorded |gamma|). ``train``: the training
     split on the training device (SNIP's batch, ThiNet's samples); ``seed`` picks those images.
-    Returns the ticket and that dense network (moved to ``train``'s device by SNIP and ThiNet).
+    Returns the ticket and that dense network, on ``train``'s device.
 
     Raises:
         FileNotFoundError: weights needed but the search saved no snapshot at ``epoch``;
@@ -173,6 +173,7 @@ def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: in
     dense = build_model(cfg["model"], classes, **cfg["knobs"])
     if weights or method.needs_weights:
         dense.load_state_dict(_snapshot(search_dir, epoch))
+    dense = dense.to(train.x.device)  # rank and score on the training device, not the host
     return method.draw(dense, gammas, ratio, train, seed, classes), dense
 
 
@@ -269,7 +270,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
                       start_epoch=start)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     cx = effective_macs(res["model"])
-    cx["params"] = complexity(res["model"])["params"]
+    cx["params"] = sum(p.numel() for p in res["model"].parameters())  # as complexity() counts them
     sparsity = sparsity_report(res["model"])  # exact zeros of conv + linear weights
     dense_cx = search["complexity"]
     n = len(train.y)
