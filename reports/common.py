@@ -67,6 +67,15 @@ def mean_of(runs: list[Run], key) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+def completeness(cells: list[dict], done) -> dict:
+    """Cells done (``done(cell)``) and in all, runs done and expected, and the mean |ours - paper|
+    (the cells' ``diff``) over the cells that have both a result and a paper value."""
+    diffs = [abs(c["diff"]) for c in cells if not math.isnan(c["diff"])]
+    return {"cells_done": sum(bool(done(c)) for c in cells), "cells_total": len(cells),
+            "runs_done": sum(c["n_runs"] for c in cells), "runs_total": sum(c["n_expected"] for c in cells),
+            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs)}
+
+
 def scale_note(scale: Scale) -> str:
     """One sentence on what the scale changes, with the draw-epoch mapping spelled out."""
     draws = ", ".join(f"{e} &rarr; {scale.epoch(e)}" for e in (10, 20, 40)) + f", final &rarr; {scale.epochs}"

@@ -15,7 +15,7 @@ import pandas as pd
 from methods.cells import load_tables, table1_cells
 from methods.config import ROOT, Scale
 
-from .common import load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
@@ -78,10 +78,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
 def summary(cells: list[dict]) -> dict:
     """Completeness (a cell is done when all its seeds are) and mean |ours - paper| over the
     cells that have at least one finished run and a paper value."""
-    diffs = [abs(c["diff"]) for c in cells if not math.isnan(c["diff"])]
-    return {"cells_done": sum(c["n_runs"] == c["n_expected"] for c in cells), "cells_total": len(cells),
-            "runs_done": sum(c["n_runs"] for c in cells), "runs_total": sum(c["n_expected"] for c in cells),
-            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs)}
+    return completeness(cells, lambda c: c["n_runs"] == c["n_expected"])
 
 
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None,

@@ -28,7 +28,7 @@ from methods.cells import load_tables, table2_cells
 from methods.config import ROOT, Scale
 from methods.energy import modelled_energy_j
 
-from .common import load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table2.csv"
@@ -172,11 +172,7 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
 def summary(cells: list[dict]) -> dict:
     """Cells done / built (LF and LL rows not counted), runs, and mean |ours - paper| accuracy."""
     built = [c for c in cells if c["n_expected"]]
-    diffs = [abs(c["diff"]) for c in built if not math.isnan(c["diff"])]
-    return {"cells_done": sum(c["status"] == "done" for c in built), "cells_total": len(built),
-            "cells_pending_rows": len(cells) - len(built),
-            "runs_done": sum(c["n_runs"] for c in built), "runs_total": sum(c["n_expected"] for c in built),
-            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs)}
+    return {**completeness(built, lambda c: c["status"] == "done"), "cells_pending_rows": len(cells) - len(built)}
 
 
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None,
