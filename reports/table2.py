@@ -199,7 +199,8 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
             blocks.append({"model": model, "dataset": ds, "ratios": ratios, "rows": rows, "improv": improv})
     for r in runs_rows:
         r["link"] = rel(r["path"], report) if r["status"] in ("done", "no EB ticket") else None
-    energy = next((r["energy"] for r in runs_rows if r["energy"]), {})
+    energy = {"meter": None, "reason": None, "model": None,
+              **next((r["energy"] for r in runs_rows if r["energy"]), {})}
     html = render("table2.html", title="EB Table 2: accuracy, training FLOPs and energy against the baselines",
                   scale=scale, prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s,
                   blocks=blocks, runs=runs_rows, summary=summary(cells), energy=energy,
