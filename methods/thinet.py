@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +29,7 @@ from torch import nn
 
 from .eb import bn_layers
 from .models import PreResNet, VGG
+from .unstructured import removed_count
 
 #: Training images sampled per layer and (d, position) samples per image; the ICCV code uses
 #: 10 samples per image (100k per ImageNet layer); REFERENCE.md suggests >= 1000 CIFAR images.
@@ -43,9 +43,7 @@ def kept_count(channels: int, ratio: float) -> int:
     Raises:
         ValueError: ``ratio`` outside (0, 1).
     """
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"pruning ratio must lie in (0, 1), got {ratio}")
-    return max(1, channels - math.floor(Fraction(repr(float(ratio))) * channels))
+    return max(1, channels - removed_count(ratio, channels))
 
 
 def greedy_remove(x: torch.Tensor, remove: int) -> list[int]:

@@ -83,7 +83,7 @@ def refresh_weights(model: nn.Module) -> nn.Module:
     return model
 
 
-def _removed_count(ratio: float, n: int) -> int:
+def removed_count(ratio: float, n: int) -> int:
     """floor(ratio * n) with ``ratio`` read as the decimal it was written as: 0.7 of 90 is 63,
     where float arithmetic gives 62.99999999999999 -> 62."""
     if not 0.0 < ratio < 1.0:
@@ -98,7 +98,7 @@ def _global_masks(scores: list[torch.Tensor], ratio: float) -> list[torch.Tensor
     result is deterministic and the count exact, unlike a ``> threshold`` test.
     """
     flat = torch.cat([s.detach().flatten() for s in scores])
-    k = _removed_count(ratio, flat.numel())
+    k = removed_count(ratio, flat.numel())
     keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
     keep[torch.sort(flat, stable=True).indices[:k]] = False
     return [m.view_as(s) for m, s in zip(keep.split([s.numel() for s in scores]), scores)]
@@ -144,7 +144,7 @@ def snip_masks(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Tensor, r
     Raises:
         ValueError: ``ratio`` outside (0, 1); bad ``kinds``.
     """
-    _removed_count(ratio, 1)  # fail before the forward pass
+    removed_count(ratio, 1)  # fail before the forward pass
     net = copy.deepcopy(refresh_weights(model))
     remove_masks(net)  # a masked copy: score its effective weights as plain leaves
     net.train(train_mode)
