@@ -1,9 +1,10 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, table2, figure1, figure3, all_tables. Run folders and names: methods/cells.py.
+# Targets: table1, table2, figure1, figure2, figure3, all_tables. Run folders and names: methods/cells.py.
 import sys
+from dataclasses import replace
 
-from methods.cells import (figure1_runs, figure3_searches, parse_retrain, parse_search, snapshot_draws, table1_cells,
-                          table2_cells)
+from methods.cells import (figure1_runs, figure3_searches, figure_runs, parse_retrain, parse_search, snapshot_draws,
+                          table1_cells, table2_cells)
 from methods.config import load_scale
 
 configfile: "config.yaml"
@@ -16,15 +17,16 @@ DOWNLOAD = "--download" if config.get("download") else ""
 T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
 T2 = [run for cell in table2_cells(SCALE) for run in cell.runs]
 F1 = figure1_runs(SCALE)
+F2 = figure_runs(SCALE, figure="figure2")
 F3 = figure3_searches(SCALE)
 SNAPSHOTS = ",".join(snapshot_draws()) or "none"
 
 wildcard_constraints:
-    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
-    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+",
+    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?-s[0-9]+",
+    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?",
 
-localrules: all_tables, table1, table2, figure1, figure3, data, report_table1, report_table2, report_figure1,
-    report_figure3, report_index
+localrules: all_tables, table1, table2, figure1, figure2, figure3, data, report_table1, report_table2, report_figure1,
+    report_figure2, report_figure3, report_index
 
 
 def results(runs):
@@ -47,6 +49,10 @@ rule figure1:
     input: f"{R}/report/figure1.html"
 
 
+rule figure2:
+    input: f"{R}/report/figure2.html"
+
+
 rule figure3:
     input: f"{R}/report/figure3.html"
 
@@ -65,7 +71,8 @@ rule search:
     params: s=lambda wc: parse_search(wc.search)
     shell:
         "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
-        " --schedule {params.s.schedule} --lr {params.s.lr} --seed {params.s.seed} --snapshot-epochs {SNAPSHOTS}"
+        " --schedule {params.s.schedule} --lr {params.s.lr} --seed {params.s.seed} --precision {params.s.precision}"
+        " --snapshot-epochs {SNAPSHOTS}"
         " --out {R}/search/{wildcards.search} > {log} 2>&1"
 
 
@@ -77,7 +84,7 @@ rule retrain:
     shell:
         "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
         " --ratio {params.r.ratio} --prune {params.r.prune} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
-        " --lr {params.r.lr} --seed {params.r.search.seed} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
+        " --lr {params.r.lr} --seed {params.r.search.seed} --precision {params.r.precision} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
         " > {log} 2>&1"
 
 
@@ -99,6 +106,12 @@ rule report_figure1:
     shell: "{PY} -m reports figure1 --scale {SCALE.name} --results {R} {DATA}"
 
 
+rule report_figure2:
+    input: results(F2), results({r.search for r in F2}), results({replace(r.search, precision="fp32") for r in F2})
+    output: f"{R}/tables/figure2.csv", f"{R}/report/figure2.png", f"{R}/report/figure2.html"
+    shell: "{PY} -m reports figure2 --scale {SCALE.name} --results {R} {DATA}"
+
+
 rule report_figure3:
     input: results(F3)
     output: f"{R}/tables/figure3.csv", f"{R}/report/figure3.png", f"{R}/report/figure3.html"
@@ -106,6 +119,7 @@ rule report_figure3:
 
 
 rule report_index:
-    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure3.html"
+    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure2.html",
+        f"{R}/report/figure3.html"
     output: f"{R}/report/index.html"
     shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA}"

@@ -36,6 +36,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.1, help="initial LR; later LRs are x0.1 per milestone")
     p.add_argument("--lrs", type=_lrs, default=None, help="explicit LRs, one more than milestones, e.g. 0.5,0.01,0.001")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--precision", default="fp32",
+                   help="training number format of this run, a name in benchmarks/precisions.yaml (fp32, bfp8)")
     p.add_argument("--out", required=True, help="output folder of this run")
 
 
@@ -96,13 +98,13 @@ def main(argv=None) -> int:
 
             snaps = [e for e in args.snapshot_epochs.split(",") if e and e != "none"]
             res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
-                             args.data_root, args.download, snaps, args.lrs)
+                             args.data_root, args.download, snaps, args.lrs, args.precision)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))
         else:
             from .stages import run_retrain
 
             res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
-                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune)
+                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune, args.precision)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
                               **({"no_ticket": res["no_ticket"]} if "no_ticket" in res else {})}))
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:

@@ -6,6 +6,7 @@ subnetwork. Their ``path`` is where the workflow writes their ``result.json``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -17,15 +18,20 @@ TABLES_YAML = ROOT / "benchmarks" / "tables.yaml"
 
 @dataclass(frozen=True)
 class SearchRun:
+    """A dense sparse-BN training; ``precision`` names its number format
+    (``benchmarks/precisions.yaml``; ``bfp8`` = EB's 8-bit search)."""
+
     model: str
     dataset: str
     schedule: str
     lr: float
     seed: int
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.dataset}-{self.schedule}-lr{self.lr:g}-s{self.seed}"
+        lp = "" if self.precision == "fp32" else f"-{self.precision}"  # FP32 searches keep their spine-era names
+        return f"{self.model}-{self.dataset}-{self.schedule}-lr{self.lr:g}{lp}-s{self.seed}"
 
     def path(self, results: str) -> str:
         return f"{results}/search/{self.name}"
@@ -35,7 +41,7 @@ class SearchRun:
 class RetrainRun:
     """A subnetwork drawn at ``draw`` (paper-scale epoch, "final", "best", "eb") at ``ratio`` by
     pruning method ``prune`` (``methods.pruning.PRUNING``) and retrained with ``init`` under
-    ``schedule``/``lr``.
+    ``schedule``/``lr`` in ``precision`` (EB Train LL: ``bfp8`` from a ``bfp8`` search).
 
     Table 1 retrains every cell under [80,120] at LR 0.1, whatever the search schedule: the
     paper's "final" columns of both rows agree (69.72 vs 69.74 for VGG16 on CIFAR-100), which
@@ -49,11 +55,13 @@ class RetrainRun:
     schedule: str = "80-120"
     lr: float = 0.1
     prune: str = "bn"
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
         method = "" if self.prune == "bn" else f"{self.prune}-"  # BN-pruned runs keep their spine-era names
-        return f"{method}p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}"
+        lp = "" if self.precision == "fp32" else f"-{self.precision}"
+        return f"{method}p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}{lp}"
 
     def path(self, results: str) -> str:
         return f"{self.search.path(results)}/retrain/{self.name}"
@@ -102,30 +110,43 @@ class Table2Cell:
 
 
 def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
-    """Every Table 2 cell; the rows' (prune, draw, init) come from ``tables.yaml`` ``table2.rows``."""
+    """Every Table 2 cell; the rows' (prune, draw, init, search and retraining precision) come
+    from ``tables.yaml`` ``table2.rows``. Rows listed in ``absent_<model>_<dataset>`` are left
+    out (the paper prints no LL row for VGG16 on CIFAR-100)."""
     s = (spec or load_tables())["table2"]
     cells = []
     for model in s["models"]:
         for ds in s["datasets"]:
+            absent = set(s.get(f"absent_{model}_{ds}", []))
             for p in s.get(f"ratios_{model}_{ds}", s["ratios"]):
                 for method, row in s["rows"].items():
-                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed), p, str(row["draw"]),
-                                            row["init"], s["schedule"], s["lr"], row["prune"]) for seed in scale.seeds)
+                    if method in absent:
+                        continue
+                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed, row.get("search_precision", "fp32")),
+                                            p, str(row["draw"]), row["init"], s["schedule"], s["lr"], row["prune"],
+                                            row.get("precision", "fp32")) for seed in scale.seeds)
                     cells.append(Table2Cell(model, ds, method, p, runs))
-                cells += [Table2Cell(model, ds, m, p, ()) for m in s.get("pending", [])]
+                cells += [Table2Cell(model, ds, m, p, ()) for m in s.get("pending", []) if m not in absent]
     return cells
 
 
-def figure1_runs(scale: Scale, spec: dict | None = None) -> list[RetrainRun]:
-    s = (spec or load_tables())["figure1"]
+def figure_runs(scale: Scale, spec: dict | None = None, figure: str = "figure1") -> list[RetrainRun]:
+    """The retrainings behind a draw-epoch figure (``figure1``; ``figure2``: the same from an
+    8-bit search, ``search_precision``, retrained in ``precision``, FP32 by default)."""
+    s = (spec or load_tables())[figure]
     out = []
     for model in s["models"]:
         for ds in s["datasets"]:
             ratios = s.get(f"ratios_{model}_{ds}", s["ratios"])
             for seed in scale.seeds:
-                search = SearchRun(model, ds, s["schedule"], s["lr"], seed)
-                out += [RetrainRun(search, p, d, s["init"], s["schedule"], s["lr"]) for p in ratios for d in s["draws"]]
+                search = SearchRun(model, ds, s["schedule"], s["lr"], seed, s.get("search_precision", "fp32"))
+                out += [RetrainRun(search, p, d, s["init"], s["schedule"], s["lr"], precision=s.get("precision", "fp32"))
+                        for p in ratios for d in s["draws"]]
     return out
+
+
+def figure1_runs(scale: Scale, spec: dict | None = None) -> list[RetrainRun]:
+    return figure_runs(scale, spec, "figure1")
 
 
 def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
@@ -145,15 +166,35 @@ def snapshot_draws(spec: dict | None = None) -> list[str]:
     return sorted(d for d in draws if d not in ("best", "eb", "eb_official", "0"))
 
 
+_SEARCH = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+)"
+                     r"(?:-(?P<precision>[a-z][a-z0-9]*))?-s(?P<seed>\d+)")
+_RETRAIN = re.compile(r"(?:(?P<prune>[a-z]+)-)?p(?P<ratio>[0-9.]+)-e(?P<draw>[a-z0-9_]+)-(?P<init>[a-z]+)"
+                      r"-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+?)(?:-(?P<precision>[a-z][a-z0-9]*))?")
+
+
+def _match(pattern: re.Pattern, name: str, what: str) -> dict:
+    m = pattern.fullmatch(name)
+    if m is None:
+        raise ValueError(f"{name!r} is not a {what} run name (see methods/cells.py)")
+    return m.groupdict()
+
+
 def parse_search(name: str) -> SearchRun:
-    """Inverse of ``SearchRun.name``."""
-    model, dataset, a, b, lr, seed = name.split("-")
-    return SearchRun(model, dataset, f"{a}-{b}", float(lr[2:]), int(seed[1:]))
+    """Inverse of ``SearchRun.name``.
+
+    Raises:
+        ValueError: not a search run name.
+    """
+    g = _match(_SEARCH, name, "search")
+    return SearchRun(g["model"], g["dataset"], g["schedule"], float(g["lr"]), int(g["seed"]), g["precision"] or "fp32")
 
 
 def parse_retrain(search: str, run: str) -> RetrainRun:
-    """Inverse of ``RetrainRun.path`` split into its search name and run name."""
-    parts = run.split("-")
-    prune = parts.pop(0) if len(parts) == 7 else "bn"
-    p, e, init, a, b, lr = parts
-    return RetrainRun(parse_search(search), float(p[1:]), e[1:], init, f"{a}-{b}", float(lr[2:]), prune)
+    """Inverse of ``RetrainRun.path`` split into its search name and run name.
+
+    Raises:
+        ValueError: not a search or retraining run name.
+    """
+    g = _match(_RETRAIN, run, "retraining")
+    return RetrainRun(parse_search(search), float(g["ratio"]), g["draw"], g["init"], g["schedule"], float(g["lr"]),
+                      g["prune"] or "bn", g["precision"] or "fp32")

@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 import yaml
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES_DIR = ROOT / "benchmarks" / "scales"
+PRECISIONS_YAML = ROOT / "benchmarks" / "precisions.yaml"
 #: Epochs of the papers' CIFAR recipes (EB ``main.py``; RT Tables 8/9).
 PAPER_EPOCHS = 160
 #: Named LR schedules: epochs (paper scale) at whose start the LR is multiplied by 0.1 (EB ``main.py``).
@@ -74,6 +77,37 @@ def validate(cls, data: dict, where: str):
         raise ConfigError(f"{where}: {field}={err.get('input')!r}: {err['msg']}") from None
 
 
+class Precision(_Strict):
+    """A low-precision training format (``benchmarks/precisions.yaml``; ``methods.lowp``).
+
+    Word lengths in bits (sign included) of block floating point per tensor kind; null keeps that
+    kind FP32. EB ``scripts/low-precision/*.sh``: 8 for all five, stochastic rounding, SWA from
+    epoch 140 (paper scale; ``RunConfig.precision`` holds it mapped to the run's scale).
+    """
+
+    weight: int | None = Field(ge=2, le=24, description="parameters after every step (one exponent per row)")
+    activation: int | None = Field(ge=2, le=24, description="conv/linear outputs in forward (one per sample)")
+    error: int | None = Field(ge=2, le=24, description="gradients w.r.t. those outputs in backward (one per sample)")
+    grad: int | None = Field(ge=2, le=24, description="parameter gradients before the step")
+    momentum: int | None = Field(ge=2, le=24, description="SGD momentum buffers after the step")
+    rounding: Literal["stochastic", "nearest"] = "stochastic"
+    swa_start: int | None = Field(ge=0, description="epoch from which an FP32 copy averages the weights; null = no SWA")
+
+
+def load_precision(name: str) -> Precision | None:
+    """The named format of ``benchmarks/precisions.yaml``; None for ``fp32``.
+
+    Raises:
+        ConfigError: unknown name, or an invalid/misspelt key in its entry.
+    """
+    table = yaml.safe_load(PRECISIONS_YAML.read_text())
+    if name not in table:
+        raise ConfigError(f"unknown precision {name!r}; choose one of {sorted(table)} (benchmarks/precisions.yaml)")
+    if table[name] is None:
+        return None
+    return validate(Precision, table[name], f"{PRECISIONS_YAML.name} {name}")
+
+
 class RunConfig(_Strict):
     """Everything that determines one training run; its hash names nothing but guards resumes."""
 
@@ -97,6 +131,7 @@ class RunConfig(_Strict):
     download: bool = False
     device: str = "auto"
     threads: int = 0
+    precision: Precision | None = Field(default=None, description="low-precision format (swa_start at this scale); None = FP32")
 
     @field_validator("lrs")
     @classmethod
@@ -120,6 +155,8 @@ class RunConfig(_Strict):
     def digest(self) -> str:
         """Hash of the fields that change the maths (not where data lives or what runs it)."""
         d = self.model_dump(exclude={"data_root", "download", "device", "threads"})
+        if d["precision"] is None:  # FP32 runs keep the digests they had before precision existed
+            del d["precision"]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -33,6 +33,19 @@ def modelled_energy_j(flops: float, bits: int = 32) -> float:
     return flops / 2 * PJ_PER_MAC[bits] * 1e-12
 
 
+def charged_bits(bits: int) -> int:
+    """The narrowest width with an energy constant that holds ``bits``-bit arithmetic (e.g. a
+    6-bit format is charged as 8-bit): a model can only round up to what Horowitz tabulates.
+
+    Raises:
+        ValueError: wider than 32 bits.
+    """
+    fits = [b for b in PJ_PER_MAC if b >= bits]
+    if not fits:
+        raise ValueError(f"no energy per MAC for {bits}-bit arithmetic; known: {sorted(PJ_PER_MAC)}")
+    return min(fits)
+
+
 class EnergyMeter:
     """Energy of a window of work on ``device``'s GPU (NVML) and the CPU packages (RAPL), in joules.
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PAPER_EPOCHS, ConfigError, RunConfig, Scale, schedule, validate
+from .config import PAPER_EPOCHS, ConfigError, Precision, RunConfig, Scale, load_precision, schedule, validate
 from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import channel_mask, detect_eb, masks_from_gammas
-from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
+from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
 from .io import load_torch, read_json, save_npz, save_torch, write_json
+from .lowp import mac_bits
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
 from .provenance import provenance
@@ -59,14 +60,39 @@ def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], l
                                     threads=scale.threads, **extra), "run config")
 
 
+def scaled_precision(name: str, scale: Scale) -> Precision | None:
+    """The named format (``benchmarks/precisions.yaml``) with its SWA start mapped to ``scale``.
+
+    Raises:
+        ConfigError: unknown name or invalid entry.
+    """
+    lp = load_precision(name)
+    if lp is None or lp.swa_start is None:
+        return lp
+    return lp.model_copy(update={"swa_start": scale.epoch(lp.swa_start)})
+
+
+def _bits(cfg: dict) -> int:
+    """Bit width the modelled energy charges a run's MACs at (``methods.lowp.mac_bits``)."""
+    lp = cfg.get("precision")
+    return charged_bits(mac_bits(Precision(**lp) if lp else None))
+
+
 def _summary(log: list[dict]) -> dict:
+    """``best_acc`` (%): the best test accuracy of the trained network over epochs (EB
+    ``main_c_lp.py`` prints it as "Best accuracy"); ``swa_acc``: the last SWA evaluation
+    (its "SWA accuracy"), None without SWA."""
     best = max(log, key=lambda r: r["test_acc"])
-    return {"best_acc": best["test_acc"], "best_epoch": best["epoch"], "final_acc": log[-1]["test_acc"]}
+    swa = [r["swa_test_acc"] for r in log if "swa_test_acc" in r]
+    return {"best_acc": best["test_acc"], "best_epoch": best["epoch"], "final_acc": log[-1]["test_acc"],
+            "swa_acc": swa[-1] if swa else None}
 
 
 def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr: float, seed: int,
-               data_root: str, download: bool = False, snapshot_epochs=(), lrs=None) -> dict:
-    """Dense training with L1 on BN gamma (the EB search / network-slimming sparse run).
+               data_root: str, download: bool = False, snapshot_epochs=(), lrs=None, precision: str = "fp32") -> dict:
+    """Dense training with L1 on BN gamma (the EB search / network-slimming sparse run), in
+    ``precision`` (``benchmarks/precisions.yaml``: ``bfp8`` is EB's 8-bit search, ``main_lp.py``,
+    whose masks come from the quantised gammas).
 
     Records |gamma| after every epoch (row 0 = init), channel masks at ``SEARCH_RATIOS``, the
     EB draw epoch of each ratio under both detection rules, and weight snapshots at the
@@ -75,7 +101,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     out = Path(out)
     if (out / "result.json").is_file():
         return read_json(out / "result.json")
-    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download)
+    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
+                      precision=scaled_precision(precision, scale))
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
     torch.manual_seed(seed)
     net = build_model(model, classes, **cfg.knobs)
@@ -99,11 +126,12 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     save_npz(out / "history.npz", gammas=gammas.numpy(), **{f"mask_p{p}": h.numpy() for p, h in history.items()})
     eb = {str(p): {rule: detect_eb(h, rule) for rule in EB_RULES} for p, h in history.items()}
     cx = complexity(res["model"])
-    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
+    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision, "log": res["log"], **_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = {"measured_j": _measured(res["log"]), **meter.describe(),
-                        "modelled_j": modelled_energy_j(result["train_flops"], 32), "model": MODEL_SOURCE}
+                        "modelled_j": modelled_energy_j(result["train_flops"], _bits(result["config"])),
+                        "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
     write_json(out / "result.json", result)
     (out / "ckpt.pt").unlink(missing_ok=True)
@@ -210,9 +238,11 @@ def _measured(rows: list[dict]) -> float | None:
 
 
 def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: str, init: str, sched: str,
-                lr: float, seed: int, data_root: str, download: bool = False, lrs=None, prune: str = "bn") -> dict:
-    """Draw a ticket from a search run with pruning method ``prune`` and retrain it
-    (REFERENCE.md sections 6 and 7).
+                lr: float, seed: int, data_root: str, download: bool = False, lrs=None, prune: str = "bn",
+                precision: str = "fp32") -> dict:
+    """Draw a ticket from a search run with pruning method ``prune`` and retrain it in
+    ``precision`` (REFERENCE.md sections 6 and 7). From an 8-bit (``bfp8``) search, an FP32
+    retraining is EB Train (LF) and a ``bfp8`` one EB Train (LL) (EB ``main_c_lp.py``).
 
     ``init``:
       * ``"fresh"`` (Table 1/Figure 1 default; with ``draw="eb"`` it is EB Train (re-init)):
@@ -226,7 +256,10 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     Weight masks are held through every optimizer step. Charged cost: the dense search epochs
     up to the draw, the mask selection, and the retraining at the trained network's FLOPs
     (a weight-level sparse network is charged at dense FLOPs; its nonzero FLOPs are recorded
-    beside). Energy: measured over the same epochs where a meter exists, and modelled.
+    beside). The FLOPs do not depend on the precision (EB Table 2 charges LF/LL the FLOPs of
+    FP32 EB Train); SWA's BN re-estimation passes are not charged. Energy: measured over the
+    same epochs where a meter exists, and modelled per stage at its bit width (search epochs
+    at the search's, mask selection at FP32, retraining at the retraining's).
 
     If no EB ticket emerged for ``draw="eb"``/``"eb_official"`` (or, for EB Train, only at the
     last epoch), the result records ``no_ticket`` with the reason and no accuracy.
@@ -242,8 +275,9 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     method = get_pruning(prune)
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
+    lp = scaled_precision(precision, scale)  # bad names fail before any work
     base = {"kind": "retrain", "scale": scale.name, "search": str(search_dir), "ratio": ratio, "draw": draw,
-            "init": init, "prune": prune}
+            "init": init, "prune": prune, "precision": precision, "search_precision": search.get("precision", "fp32")}
     try:
         epoch = resolve_draw_epoch(draw, scale, search, ratio)
         if init == "continue" and draw in ("eb", "eb_official") and epoch >= scale.epochs:
@@ -267,7 +301,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         milestones, lrs = schedule(sched, lr, scale, lrs)
     arch = pruned_cfg(dense, ticket.channel_masks) if ticket.channel_masks is not None else None
     cfg = _run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
-                      start_epoch=start)
+                      start_epoch=start, precision=lp)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     cx = effective_macs(res["model"])
     cx["params"] = sum(p.numel() for p in res["model"].parameters())  # as complexity() counts them
@@ -278,6 +312,11 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     nonzero = cell_training_flops(dense_cx["flops"], cx["flops_nonzero"], epoch, cfg.epochs - start, n, ticket.prune_flops)
     search_energy = _measured(search["log"][:epoch])
     retrain_energy = _measured(res["log"])
+    sbits, rbits = _bits(scfg), _bits(cfg.model_dump())
+    modelled = {"modelled_search_j": modelled_energy_j(cost["search"], sbits),
+                "modelled_prune_j": modelled_energy_j(cost["prune"], 32),
+                "modelled_retrain_j": modelled_energy_j(cost["retrain"], rbits), "bits_search": sbits, "bits_retrain": rbits}
+    modelled["modelled_j"] = modelled["modelled_search_j"] + modelled["modelled_prune_j"] + modelled["modelled_retrain_j"]
     measured = None if None in (search_energy, retrain_energy, prune_energy) else search_energy + retrain_energy + prune_energy
     result = {**base, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
               "search_best_acc": search["best_acc"], "draw_epoch": epoch, "granularity": method.granularity,
@@ -290,8 +329,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "train_images": n, "flops_search": cost["search"], "flops_prune": cost["prune"],
               "flops_retrain": cost["retrain"], "train_flops": cost["total"], "train_flops_nonzero": nonzero["total"],
               "energy": {"measured_j": measured, "search_j": search_energy, "prune_j": prune_energy,
-                         "retrain_j": retrain_energy, **meter.describe(),
-                         "modelled_j": modelled_energy_j(cost["total"], 32), "model": MODEL_SOURCE},
+                         "retrain_j": retrain_energy, **meter.describe(), **modelled, "model": MODEL_SOURCE},
               "provenance": provenance(dev)}
     _paper_cost(result)
     write_json(out / "result.json", result)

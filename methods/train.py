@@ -3,6 +3,8 @@
 SGD (momentum 0.9, weight decay 1e-4 on every parameter), LR from explicit milestones, L1 on
 BN scaling factors (gamma.grad += lambda * sign(gamma) after ``backward``, before ``step``;
 EB ``main.py`` ``updateBN``), batched on-device augmentation, test accuracy every epoch.
+With ``RunConfig.precision`` the same loop trains in low precision (``methods.lowp``; EB
+``main_lp.py``/``main_c_lp.py``): quantised layers, ``LowPrecisionSGD`` and SWA.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .data import Split, augment, normalize
 from .eb import bn_gammas, bn_layers
 from .energy import EnergyMeter
 from .io import load_torch, save_torch
+from .lowp import LowPrecisionSGD, bn_update, lower, swa_model, unlower
 
 
 def device_of(name: str) -> torch.device:
@@ -27,6 +30,15 @@ def device_of(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _swa_batches(train: Split, cfg: RunConfig, epoch: int):
+    """One augmented pass over the training set for SWA's BN re-estimation (EB ``bn_update``
+    iterates the augmented training loader), drawn apart from the epoch's training batches."""
+    gen = epoch_generator(cfg.seed + 7_919, epoch, train.x.device)
+    perm = torch.randperm(len(train.y), device=train.x.device, generator=gen)
+    for i in range(0, len(perm), cfg.batch_size):
+        yield augment(train.x[perm[i:i + cfg.batch_size]], gen)
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -87,9 +99,12 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     (lr, losses, accuracies in %, seconds, images/s, ``energy_j``: joules of the epoch's training
     steps from ``meter``, None without one), the BN |gamma| vector (for masks), and
     rewrites the checkpoint atomically. ``on_epoch(epoch, model, gammas)`` runs after each
-    epoch (epoch = completed epochs; ``gammas`` the (epoch+1-start, N) history).
+    epoch (epoch = completed epochs; ``gammas`` the (epoch+1-start, N) history). In low
+    precision, epochs from ``cfg.precision.swa_start`` also log ``swa_test_acc`` (%) of the
+    FP32 weight average with re-estimated BN statistics.
 
-    Returns ``{"log": [...], "gammas": (E+1-start, N) float32, "model": model}``.
+    Returns ``{"log": [...], "gammas": (E+1-start, N) float32, "model": model (full precision
+    again), "swa": the averaged model or None}``.
 
     Raises:
         RuntimeError: a checkpoint written by a different configuration, or a corrupt one.
@@ -97,7 +112,10 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     dev = train.x.device
     model.to(dev)
     bns = bn_layers(model)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    lp = cfg.precision
+    sgd = dict(lr=cfg.lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = LowPrecisionSGD(model.parameters(), lp, **sgd) if lp else torch.optim.SGD(model.parameters(), **sgd)
+    swa = swa_model(model) if lp and lp.swa_start is not None else None  # FP32: made before the hooks
     log, gammas, epoch = [], [bn_gammas(model)], cfg.start_epoch
     if ckpt_path.is_file():
         ck = load_torch(ckpt_path)
@@ -105,27 +123,40 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
             raise RuntimeError(f"checkpoint {ckpt_path} belongs to another configuration; delete it to start over")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        if swa is not None:
+            swa.load_state_dict(ck["swa"])
         log, gammas, epoch = ck["log"], list(ck["gammas"]), ck["epoch"]
         print(f"{name}: resuming after epoch {epoch}", file=sys.stderr)
-    while epoch < cfg.epochs:
-        lr = cfg.lr(epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        t0 = time.perf_counter()
-        if meter is not None:
-            meter.begin(f"epoch{epoch}")
-        row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, opt, train, cfg, epoch, bns)}
-        row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
-        row["seconds"] = time.perf_counter() - t0
-        row["images_per_s"] = len(train.y) / row["seconds"]
-        row.update(evaluate(model, test, cfg.test_batch_size))
-        epoch += 1
-        log.append(row)
-        gammas.append(bn_gammas(model))
-        if on_epoch is not None:
-            on_epoch(epoch, model, torch.stack(gammas))
-        save_torch(ckpt_path, {"digest": cfg.digest(), "epoch": epoch, "model": model.state_dict(),
-                               "opt": opt.state_dict(), "log": log, "gammas": torch.stack(gammas)})
-        print(f"{name} epoch {epoch}/{cfg.epochs} lr {lr:.4g} loss {row['train_loss']:.3f} "
-              f"train {row['train_acc']:.1f}% test {row['test_acc']:.2f}% {row['images_per_s']:.0f} img/s", flush=True)
-    return {"log": log, "gammas": torch.stack(gammas), "model": model}
+    hooks = lower(model, lp) if lp else []
+    try:
+        while epoch < cfg.epochs:
+            lr = cfg.lr(epoch)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if lp:  # the quantisers' rounding noise, reproducible per epoch like the batches
+                torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729)
+            t0 = time.perf_counter()
+            if meter is not None:
+                meter.begin(f"epoch{epoch}")
+            row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, opt, train, cfg, epoch, bns)}
+            row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
+            row["seconds"] = time.perf_counter() - t0
+            row["images_per_s"] = len(train.y) / row["seconds"]
+            row.update(evaluate(model, test, cfg.test_batch_size))
+            if swa is not None and epoch >= lp.swa_start:  # EB main_c_lp.py: after each epoch >= swa_start
+                swa.update_parameters(model)
+                bn_update(swa, _swa_batches(train, cfg, epoch))
+                row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size)["test_acc"]
+            epoch += 1
+            log.append(row)
+            gammas.append(bn_gammas(model))
+            if on_epoch is not None:
+                on_epoch(epoch, model, torch.stack(gammas))
+            save_torch(ckpt_path, {"digest": cfg.digest(), "epoch": epoch, "model": model.state_dict(),
+                                   "opt": opt.state_dict(), "log": log, "gammas": torch.stack(gammas),
+                                   **({"swa": swa.state_dict()} if swa is not None else {})})
+            print(f"{name} epoch {epoch}/{cfg.epochs} lr {lr:.4g} loss {row['train_loss']:.3f} "
+                  f"train {row['train_acc']:.1f}% test {row['test_acc']:.2f}% {row['images_per_s']:.0f} img/s", flush=True)
+    finally:
+        unlower(hooks)
+    return {"log": log, "gammas": torch.stack(gammas), "model": model, "swa": swa}

@@ -10,7 +10,7 @@ from pathlib import Path
 from methods.cells import figure3_searches, load_tables
 from methods.config import Scale
 
-from . import figure1, table1, table2
+from . import figure1, figure2, table1, table2
 from .common import load_run, provenance, render, scale_note
 from .io import write_text
 
@@ -23,6 +23,8 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
     t2 = table2.summary(t2_cells)
     f1_df, f1_runs = figure1.collect(scale, results, spec)
     f1 = figure1.summary(f1_df)
+    f2_df, f2_runs = figure2.collect(scale, results, spec)
+    f2 = figure2.summary(f2_df)
     f3_runs = [load_run(s.path(results), scale) for s in figure3_searches(scale, spec)]
     f3_done = sum(r.done and (r.path / "history.npz").is_file() for r in f3_runs)
     n_ratios = len(spec["figure3"]["ratios"])
@@ -36,12 +38,15 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
         {"name": "Figure 1", "file": "figure1.html", "what": "retrain accuracy vs draw epoch per pruning ratio",
          "unit": "points", "done": f1["points_done"], "total": f1["points_total"], "runs_done": f1["runs_done"],
          "runs_total": f1["runs_total"], "mean_abs_diff": None, "n_compared": 0},
+        {"name": "Figure 2", "file": "figure2.html", "what": "the same with an 8-bit search (VGG16), and training FLOPs",
+         "unit": "points", "done": f2["points_done"], "total": f2["points_total"], "runs_done": f2["runs_done"],
+         "runs_total": f2["runs_total"], "mean_abs_diff": None, "n_compared": 0},
         {"name": "Figure 3", "file": "figure3.html", "what": "pairwise mask-distance matrices and EB epochs",
          "unit": "panels", "done": f3_done * n_ratios, "total": len(f3_runs) * n_ratios, "runs_done": f3_done,
          "runs_total": len(f3_runs), "mean_abs_diff": None, "n_compared": 0},
     ]
     # Runs shared between pages (Table 1's [80,120] searches feed Figure 1 too) count once.
-    unique = {str(r.path): r for r in t1_runs + t2_runs + f1_runs + f3_runs}
+    unique = {str(r.path): r for r in t1_runs + t2_runs + f1_runs + f2_runs + f3_runs}
     return out, list(unique.values())
 
 

@@ -14,12 +14,13 @@ a suspected typo): accuracy = the better of EB Train and
 EB Train (re-init) minus the best baseline (the 8-bit rows do not count: VGG16 CIFAR-10 at
 p = 0.7 gives -0.57, not the -0.37 LF would); energy and FLOPs = the cheapest baseline over
 the cheapest EB row, LF and LL included (a reduction factor). Baselines: LT (one-shot), SNIP,
-NS and ThiNet. While every row is 32-bit and energy is modelled, the energy factor equals the
-FLOPs factor; they part once measured energy or the 8-bit rows come in.
+NS and ThiNet. The LF and LL rows search in 8 bits (``bfp8``); LL retrains in 8 bits too, so its
+modelled energy is charged per stage at 8-bit cost while its FLOPs equal LF's.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -83,18 +84,20 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
             continue  # a pending row the paper does not have either (no LL row for VGG16 on CIFAR-100)
         runs = [load_run(r.path(results), scale) for r in cell.runs]
         all_runs += runs
-        for r in cell.runs:
-            if r.search.path(results) not in searches:
-                searches[r.search.path(results)] = load_run(r.search.path(results), scale)
+        # "x dense" compares with one FP32 dense training, also for the rows that search in 8 bits
+        fp32 = [replace(r.search, precision="fp32") for r in cell.runs]
+        for search in [r.search for r in cell.runs] + fp32:
+            if search.path(results) not in searches:
+                searches[search.path(results)] = load_run(search.path(results), scale)
         ticket = [r for r in runs if r.done and not r.result.get("no_ticket")]
         s = stats([r.result["best_acc"] for r in ticket])
-        dense = [searches[spec_run.search.path(results)] for spec_run in cell.runs]
+        dense = [searches[search.path(results)] for search in fp32]
         dense_flops = mean_of(dense, lambda r: r["train_flops"])
         # searches written before energy was recorded: the same model from their counted FLOPs
         dense_energy = mean_of(dense, lambda r: r.get("energy", {}).get("modelled_j", modelled_energy_j(r["train_flops"])))
         pref = ref or {}
         psnip = paper.get(_key(cell.model, cell.dataset, "snip", cell.ratio), {})
-        status = ("pending: " + ("not built yet (low-precision issue)" if not cell.runs else "not run yet")
+        status = ("pending: " + ("not built yet" if not cell.runs else "not run yet")
                   if not runs or not any(r.done for r in runs) else
                   "no EB ticket: " + "; ".join(r.result["no_ticket"] for r in runs if r.done and r.result.get("no_ticket"))
                   if not ticket else "done")
@@ -126,6 +129,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                               "path": run.path / "result.json", "best_acc": res.get("best_acc") or math.nan,
                               "draw_epoch": res.get("draw_epoch", math.nan), "prune": spec_run.prune,
                               "init": spec_run.init, "draw": spec_run.draw,
+                              "precision": f"{spec_run.search.precision} / {spec_run.precision}",
                               "energy": res.get("energy", {})})
     all_runs += list(searches.values())
     return cells, runs_rows, all_runs
@@ -170,7 +174,7 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
 
 
 def summary(cells: list[dict]) -> dict:
-    """Cells done / built (LF and LL rows not counted), runs, and mean |ours - paper| accuracy."""
+    """Cells done / built (rows without runs in ``tables.yaml`` not counted), runs, and mean |ours - paper| accuracy."""
     built = [c for c in cells if c["n_expected"]]
     return {**completeness(built, lambda c: c["status"] == "done"), "cells_pending_rows": len(cells) - len(built)}
 
