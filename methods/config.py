@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -101,6 +102,9 @@ def load_precision(name: str) -> Precision | None:
         ConfigError: unknown name, or an invalid/misspelt key in its entry.
     """
     table = yaml.safe_load(PRECISIONS_YAML.read_text())
+    bad = [n for n in table if not re.fullmatch(r"[a-z][a-z0-9]*", n)]
+    if bad:  # the name becomes part of run folder names (methods/cells.py)
+        raise ConfigError(f"{PRECISIONS_YAML.name}: precision names {bad} must be lowercase letters and digits, e.g. bfp8")
     if name not in table:
         raise ConfigError(f"unknown precision {name!r}; choose one of {sorted(table)} (benchmarks/precisions.yaml)")
     if table[name] is None:

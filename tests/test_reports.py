@@ -30,7 +30,7 @@ from reports.table1 import load_paper
 
 DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
-PAGES = ("table1", "table2", "figure1", "figure3", "index")
+PAGES = ("table1", "table2", "figure1", "figure2", "figure3", "index")
 
 VGG1 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 1)
 VGG2 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 2)
@@ -253,9 +253,14 @@ def test_empty_tree_renders_all_pending(tmp_path):
     assert "pending" in (results / "report" / "table1.html").read_text()
     assert pd.read_csv(results / "tables" / "table1.csv").n_runs.sum() == 0
     t2 = pd.read_csv(results / "tables" / "table2.csv")
-    assert len(t2) == 93 and t2.n_runs.sum() == 0  # every cell the paper prints, our 72 + 21 LF/LL
+    # every cell the paper prints: 72 FP32 + 12 LF + 9 LL (no LL row for VGG16 on CIFAR-100), all with runs
+    assert len(t2) == 93 and t2.n_runs.sum() == 0 and (t2.n_expected == 1).all()
+    assert set(t2.method) == {"lt_oneshot", "snip", "ns", "thinet", "eb_reinit", "eb_train", "eb_lf", "eb_ll"}
     html = (results / "report" / "table2.html").read_text()
-    assert "pending: not run yet" in html and "pending: not built yet (low-precision issue)" in html
+    assert "pending: not run yet" in html and "not built yet" not in html
+    f2 = pd.read_csv(results / "tables" / "figure2.csv")
+    assert len(f2) == 2 * 3 * 4 and (f2.search_precision == "bfp8").all() and f2.n_runs.sum() == 0
+    assert "0 / 24 points" in (results / "report" / "index.html").read_text()
 
 
 def test_result_files_are_readable_by_others(tmp_path):

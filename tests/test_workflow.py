@@ -20,11 +20,12 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
-    # 2 models x 2 datasets x 2 schedules x 3 seeds searches; Table 1 (32 cells x 3 seeds) and Figure 1
-    # (4 settings x 3 ratios x 5 draws x 3 seeds) share the 48 p=0.5 [80,120] runs; Table 2 adds
-    # 4 settings x 3 ratios x 6 rows x 3 seeds retrainings and no search of its own.
-    assert jobs["search"] == 24 and jobs["data"] == 1
-    assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3
+    # FP32: 2 models x 2 datasets x 2 schedules x 3 seeds searches; 8-bit: 4 settings x 3 seeds, shared by
+    # Table 2's LF/LL rows and Figure 2. Table 1 (32 cells x 3 seeds) and Figure 1 (4 settings x 3 ratios x
+    # 5 draws x 3 seeds) share the 48 p=0.5 [80,120] runs; Table 2 adds 4 settings x 3 ratios x 6 FP32 rows
+    # plus 12 LF and 9 LL cells (no LL for VGG16 on CIFAR-100), x 3 seeds; Figure 2 2 x 3 ratios x 4 draws x 3 seeds.
+    assert jobs["search"] == 24 + 12 and jobs["data"] == 1
+    assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3 + (12 + 9) * 3 + 2 * 3 * 4 * 3
     assert "--scale full" in out  # --config results=... keeps the profile's full-scale config
     search = out[out.index("rule search:"):]
     resources = search[search.index("resources:"):].splitlines()[0]
@@ -39,7 +40,7 @@ def test_report_commands_parse(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
-    assert len(cmds) == 5
+    assert len(cmds) == 6
     for argv in cmds:
         parser().parse_args(argv)  # SystemExit on an unknown argument
 
@@ -52,13 +53,14 @@ def test_one_search_serves_every_cell_that_needs_it(tmp_path):
 
 
 def test_table2_shares_the_dense_runs(tmp_path):
-    """Table 2 at full scale: 72 cells x 3 seeds, 12 dense (search) runs in all, not one per cell."""
+    """Table 2 at full scale: 93 cells x 3 seeds from 12 FP32 and 12 8-bit dense (search) runs, not one per cell."""
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "table2", "-n", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
-    assert jobs["search"] == 2 * 2 * 3 and jobs["retrain"] == 2 * 2 * 3 * 6 * 3
+    assert jobs["search"] == 2 * 2 * 3 * 2 and jobs["retrain"] == (2 * 2 * 3 * 6 + 12 + 9) * 3
     for prune in ("magnitude", "snip", "thinet"):
         assert f"--prune {prune}" in out
+    assert "--precision bfp8" in out and "-bfp8-s1/retrain/p0.3-eeb-continue-80-120-lr0.1-bfp8" in out  # an LL run
 
 
 def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
@@ -66,15 +68,19 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     report = Path(tmp_path) / "tiny" / "report"
-    for page in ("index.html", "table1.html", "table2.html", "figure1.html", "figure3.html", "figure1.png", "figure3.png"):
+    for page in ("index.html", "table1.html", "table2.html", "figure1.html", "figure2.html", "figure3.html", "figure1.png",
+                 "figure2.png", "figure3.png"):
         assert (report / page).stat().st_size > 0
     import pandas as pd
 
     t1 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "table1.csv")
     assert len(t1) == 32 and t1["ours_mean"].notna().all() and t1["paper"].notna().all()
     t2 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "table2.csv")
-    built = t2[t2["n_expected"] > 0]
-    assert len(built) == 72 and (built["status"] == "done").all() and built["paper"].notna().all()
-    assert set(t2.loc[t2["n_expected"] == 0, "method"]) == {"eb_lf", "eb_ll"} and len(t2) == 72 + 21
+    assert len(t2) == 72 + 21 and (t2["n_expected"] == 1).all() and t2["paper"].notna().all()
+    # a cell is done, or its search found no EB ticket (possible at 16 epochs on 200 images)
+    assert (t2["status"].eq("done") | t2["status"].str.startswith("no EB ticket")).all()
+    assert t2["status"].eq("done").sum() >= 72
+    f2 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "figure2.csv")
+    assert len(f2) == 24 and (f2.n_runs == 1).all() and f2.train_flops_units_mean.gt(0).all()
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,179 @@
+"""8-bit block floating point training (methods/lowp.py) against its definition, and the LF/LL stages."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.config import ConfigError, Precision, load_precision, load_scale
+from methods.lowp import LowPrecisionSGD, block_quantize, lower, mac_bits, quantised_layers, unlower
+from methods.models import build_model
+
+NEAREST8 = Precision(weight=8, activation=8, error=8, grad=8, momentum=8, rounding="nearest", swa_start=None)
+
+
+def _step(x: torch.Tensor, wl: int) -> torch.Tensor:
+    """Hand-derived quantisation step of each row: 2^(floor(log2 max|row|) + 2 - wl)."""
+    top = x.abs().reshape(x.shape[0], -1).amax(1)
+    return torch.tensor([2.0 ** (math.floor(math.log2(t)) + 2 - wl) for t in top.tolist()])
+
+
+def test_block_quantize_worked_by_hand():
+    # row 0: max 0.75 -> exponent -1 -> step 2^(-1+2-4) = 1/8: 0.75 -> 6/8, 0.3 -> 2.4/8 -> 2/8
+    # row 1: max 6 -> exponent 2 -> step 1: 6 and -1 exact; row 2: 0.99/0.125 = 7.92 rounds to 8, clipped to 7
+    x = torch.tensor([[0.75, 0.3], [6.0, -1.0], [0.99, -0.99]])
+    q = block_quantize(x, 4, rounding="nearest")
+    assert torch.equal(q, torch.tensor([[0.75, 0.25], [6.0, -1.0], [0.875, -0.875]]))
+    # one exponent for the whole tensor (max 6 -> step 1) would flatten row 0 instead
+    assert torch.equal(block_quantize(x, 4, dim=None, rounding="nearest")[0], torch.tensor([1.0, 0.0]))
+    assert torch.equal(block_quantize(torch.zeros(2, 3), 8), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("wl", [4, 8])
+def test_values_are_representable_per_row(wl):
+    torch.manual_seed(0)
+    # rows six orders of magnitude apart: each keeps its own exponent (weights: one per output filter)
+    w = torch.randn(6, 3, 3, 3) * torch.logspace(-3, 3, 6).view(6, 1, 1, 1)
+    q = block_quantize(w, wl)
+    k = q / _step(w, wl).view(6, 1, 1, 1)
+    assert torch.equal(k, k.round())  # integer multiples of the row's step
+    assert k.abs().max() <= 2 ** (wl - 1) - 1
+    for row in k:
+        assert len(row.abs().unique()) <= 2 ** (wl - 1)  # magnitudes 0 .. 2^(wl-1) - 1 under one exponent
+    assert (q.reshape(6, -1).abs().amax(1) > 0).all()  # no row flushed to zero by another row's scale
+
+
+def test_stochastic_rounding_is_unbiased():
+    torch.manual_seed(1)
+    x = torch.rand(1, 64) * 2 - 1
+    x[0, 0] = 1.0  # the row's max is exactly representable, so no element is clipped
+    n = 20_000
+    mean = torch.stack([block_quantize(x, 8) for _ in range(n)]).mean(0)
+    step = 2.0 ** (0 + 2 - 8)
+    # one draw errs by < step, so its std is <= step/2: the mean lies within 5 standard errors
+    assert (mean - x).abs().max() < 5 * step / 2 / math.sqrt(n)
+    nearest = block_quantize(x, 8, rounding="nearest")
+    assert (nearest - x).abs().max() > 10 * (mean - x).abs().max()  # far more biased than the mean of stochastic draws
+
+
+def test_activations_share_one_exponent_per_sample_and_logits_stay_fp32():
+    torch.manual_seed(0)
+    net = build_model("vgg16", 10, width=0.0625).eval()
+    layers = quantised_layers(net)
+    assert net.classifier not in layers and len(layers) == 13  # 13 convs; the classifier's output is the logits
+    x = torch.randn(2, 3, 32, 32)
+    x[0] *= 1000.0  # sample 0's activations are far larger: with one exponent per batch, sample 1 would vanish
+    seen = {}
+    conv = net.features[0]
+    raw = conv(x)
+    handles = lower(net, NEAREST8)
+    try:
+        conv.register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o))
+        net.classifier.register_forward_hook(lambda m, i, o: seen.__setitem__("logits", (i[0], o)))
+        net(x)
+    finally:
+        unlower(handles)
+    assert torch.equal(seen["conv"], block_quantize(raw, 8, rounding="nearest"))
+    per_sample = seen["conv"].reshape(2, -1) / _step(raw, 8).view(2, 1)
+    assert torch.equal(per_sample, per_sample.round()) and (seen["conv"][1].abs().max() > 0)
+    features, logits = seen["logits"]
+    assert torch.equal(logits, F.linear(features, net.classifier.weight, net.classifier.bias))  # not quantised
+    net(x)
+    assert torch.equal(seen["conv"], raw)  # unlower restored full precision
+
+
+def test_gradients_reach_the_weights_through_quantised_errors():
+    """y = L2(q(L1 x)): the gradient reaching L1's output is block-quantised (error format)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    handles = lower(net, NEAREST8)
+    h = net[0](x)  # quantised by the hook
+    out = net[2](net[1](h))
+    g_h = torch.autograd.grad(F.cross_entropy(out, y), h, retain_graph=True)[0]
+    F.cross_entropy(out, y).backward()
+    unlower(handles)
+    expected = block_quantize(g_h, 8, rounding="nearest").t() @ x
+    assert torch.allclose(net[0].weight.grad, expected, atol=1e-7)
+    assert net[0].weight.grad.abs().sum() > 0 and net[2].weight.grad.abs().sum() > 0
+
+
+def test_low_precision_sgd_step_quantises_grad_weight_and_momentum():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(3, 4))
+    w0 = w.detach().clone()
+    w.grad = torch.randn(3, 4)
+    g = w.grad.clone()
+    opt = LowPrecisionSGD([w], NEAREST8, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    opt.step()
+    q = lambda t: block_quantize(t, 8, rounding="nearest")  # noqa: E731
+    buf = q(g) + 1e-4 * w0  # first step: the buffer is the (quantised) gradient plus weight decay
+    assert torch.equal(w.detach(), q(w0 - 0.1 * buf))
+    assert torch.equal(opt.state[w]["momentum_buffer"], q(buf))
+    assert isinstance(opt.state_dict()["state"][0]["momentum_buffer"], torch.Tensor)  # SGD's state: resumable
+
+
+def test_a_quantised_tiny_model_learns_a_separable_problem():
+    torch.manual_seed(0)
+    x = torch.randn(256, 2) + torch.tensor([3.0, 0.0]) * (torch.arange(256) % 2).unsqueeze(1)
+    y = torch.arange(256) % 2
+    net = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    p = NEAREST8.model_copy(update={"rounding": "stochastic"})
+    handles = lower(net, p)
+    opt = LowPrecisionSGD(net.parameters(), p, lr=0.1, momentum=0.9)
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    net.eval()
+    acc = (net(x).argmax(1) == y).float().mean().item()
+    unlower(handles)
+    assert acc > 0.95
+    k = net[0].weight / _step(net[0].weight.detach(), 8).view(-1, 1)
+    assert torch.equal(k, k.round())  # the weights stay on the 8-bit grid after every step
+
+
+def test_precision_config():
+    bfp8 = load_precision("bfp8")
+    assert (bfp8.weight, bfp8.activation, bfp8.error, bfp8.grad, bfp8.momentum, bfp8.rounding, bfp8.swa_start) == \
+        (8, 8, 8, 8, 8, "stochastic", 140)
+    assert load_precision("fp32") is None and mac_bits(None) == 32 and mac_bits(bfp8) == 8
+    assert mac_bits(bfp8.model_copy(update={"activation": None})) == 32  # an FP32 operand makes FP32 MACs
+    with pytest.raises(ConfigError, match="unknown precision 'bfp7'"):
+        load_precision("bfp7")
+    from methods.config import validate
+
+    with pytest.raises(ConfigError, match="wieght"):
+        validate(Precision, {**bfp8.model_dump(), "wieght": 8}, "precisions.yaml bfp8")
+
+
+def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch):
+    """An 8-bit search feeds EB Train in FP32 (LF) and in 8 bits (LL): same ticket, same FLOPs,
+    energy modelled per stage at its width, SWA from epoch 14 of 16, and an exact resume."""
+    from methods.stages import run_retrain, run_search
+    from tests.test_train import _comparable, killed_at_checkpoint
+
+    tiny = load_scale("tiny")
+    s = run_search(tmp_path / "s8", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), precision="bfp8")
+    assert s["config"]["precision"]["swa_start"] == 14 and s["energy"]["bits"] == 8
+    assert [r.get("swa_test_acc") is not None for r in s["log"]] == [False] * 14 + [True] * 2
+    assert s["swa_acc"] == s["log"][-1]["swa_test_acc"]
+    ratio = next(float(p) for p, r in s["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 1)
+    args = (tiny, tmp_path / "s8", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    lf = run_retrain(tmp_path / "lf", *args)
+    ll = run_retrain(tmp_path / "ll", *args, precision="bfp8")
+    assert lf["draw_epoch"] == ll["draw_epoch"] == s["eb_epochs"][str(ratio)]["paper"]
+    assert lf["config"]["precision"] is None and ll["config"]["precision"]["weight"] == 8
+    assert lf["train_flops"] == ll["train_flops"]
+    assert all(lf["complexity"][k] == ll["complexity"][k] for k in ("macs", "flops", "params"))  # one architecture
+    e_lf, e_ll = lf["energy"], ll["energy"]
+    assert (e_lf["bits_search"], e_lf["bits_retrain"], e_ll["bits_retrain"]) == (8, 32, 8)
+    assert e_lf["modelled_search_j"] == e_ll["modelled_search_j"]
+    assert e_lf["modelled_retrain_j"] == pytest.approx(20 * e_ll["modelled_retrain_j"])  # 4.6 / 0.23 pJ per MAC
+    assert ll["swa_acc"] is not None and lf["swa_acc"] is None
+    with killed_at_checkpoint(1, monkeypatch):
+        run_retrain(tmp_path / "ll2", *args, precision="bfp8")
+    assert _comparable(run_retrain(tmp_path / "ll2", *args, precision="bfp8")) == _comparable(ll)
