@@ -3,7 +3,7 @@
 import sys
 from dataclasses import replace
 
-from methods.cells import (figure1_runs, figure3_searches, figure_runs, parse_retrain, parse_search, snapshot_draws,
+from methods.cells import (figure3_searches, figure_runs, load_tables, parse_retrain, parse_search, snapshot_draws,
                           table1_cells, table2_cells)
 from methods.config import load_scale
 
@@ -14,12 +14,14 @@ R = f"{config['results']}/{SCALE.name}"
 PY = sys.executable
 DATA = f"--data-root {config['data_root']}"
 DOWNLOAD = "--download" if config.get("download") else ""
-T1 = [run for cell in table1_cells(SCALE) for run in cell.runs]
-T2 = [run for cell in table2_cells(SCALE) for run in cell.runs]
-F1 = figure1_runs(SCALE)
-F2 = figure_runs(SCALE, figure="figure2")
-F3 = figure3_searches(SCALE)
-SNAPSHOTS = ",".join(snapshot_draws()) or "none"
+SPEC = load_tables(config.get("tables"))
+TABLES = f"--tables {config['tables']}" if config.get("tables") else ""
+T1 = [run for cell in table1_cells(SCALE, SPEC) for run in cell.runs]
+T2 = [run for cell in table2_cells(SCALE, SPEC) for run in cell.runs]
+F1 = figure_runs(SCALE, SPEC, "figure1")
+F2 = figure_runs(SCALE, SPEC, "figure2")
+F3 = figure3_searches(SCALE, SPEC)
+SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?-s[0-9]+",
@@ -91,35 +93,35 @@ rule retrain:
 rule report_table1:
     input: results(T1)
     output: f"{R}/tables/table1.csv", f"{R}/report/table1.html"
-    shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
 rule report_table2:
-    input: results(T2), results({r.search for r in T2})
+    input: results(T2), results({r.search for r in T2}), results({replace(r.search, precision="fp32") for r in T2})
     output: f"{R}/tables/table2.csv", f"{R}/tables/table2_improv.csv", f"{R}/report/table2.html"
-    shell: "{PY} -m reports table2 --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports table2 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
 rule report_figure1:
     input: results(F1), results({r.search for r in F1})
     output: f"{R}/tables/figure1.csv", f"{R}/report/figure1.png", f"{R}/report/figure1.html"
-    shell: "{PY} -m reports figure1 --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports figure1 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
 rule report_figure2:
     input: results(F2), results({r.search for r in F2}), results({replace(r.search, precision="fp32") for r in F2})
     output: f"{R}/tables/figure2.csv", f"{R}/report/figure2.png", f"{R}/report/figure2.html"
-    shell: "{PY} -m reports figure2 --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports figure2 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
 rule report_figure3:
     input: results(F3)
     output: f"{R}/tables/figure3.csv", f"{R}/report/figure3.png", f"{R}/report/figure3.html"
-    shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
 rule report_index:
     input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure2.html",
         f"{R}/report/figure3.html"
     output: f"{R}/report/index.html"
-    shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA}"
+    shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES}"

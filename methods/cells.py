@@ -78,8 +78,19 @@ class Table1Cell:
     runs: tuple[RetrainRun, ...]
 
 
-def load_tables() -> dict:
-    return yaml.safe_load(TABLES_YAML.read_text())
+def load_tables(path=None) -> dict:
+    """The table and figure specifications: ``benchmarks/tables.yaml``, or the file ``path``
+    (the workflow's ``tables`` config key, e.g. a subset of the cells).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    from pathlib import Path
+
+    path = Path(path) if path else TABLES_YAML
+    if not path.is_file():
+        raise FileNotFoundError(f"table specification {path} not found; point tables= at a copy of {TABLES_YAML.name}")
+    return yaml.safe_load(path.read_text())
 
 
 def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
@@ -143,10 +154,6 @@ def figure_runs(scale: Scale, spec: dict | None = None, figure: str = "figure1")
                 out += [RetrainRun(search, p, d, s["init"], s["schedule"], s["lr"], precision=s.get("precision", "fp32"))
                         for p in ratios for d in s["draws"]]
     return out
-
-
-def figure1_runs(scale: Scale, spec: dict | None = None) -> list[RetrainRun]:
-    return figure_runs(scale, spec, "figure1")
 
 
 def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:

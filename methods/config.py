@@ -102,9 +102,10 @@ def load_precision(name: str) -> Precision | None:
         ConfigError: unknown name, or an invalid/misspelt key in its entry.
     """
     table = yaml.safe_load(PRECISIONS_YAML.read_text())
-    bad = [n for n in table if not re.fullmatch(r"[a-z][a-z0-9]*", n)]
-    if bad:  # the name becomes part of run folder names (methods/cells.py)
-        raise ConfigError(f"{PRECISIONS_YAML.name}: precision names {bad} must be lowercase letters and digits, e.g. bfp8")
+    bad = [n for n in table if not re.fullmatch(r"[a-z][a-z0-9]*", n) or re.fullmatch(r"s\d+", n)]
+    if bad:  # the name becomes part of run folder names (methods/cells.py), before the seed's "s<n>"
+        raise ConfigError(f"{PRECISIONS_YAML.name}: precision names {bad} must be lowercase letters and digits, "
+                          f"not s<digits>, e.g. bfp8")
     if name not in table:
         raise ConfigError(f"unknown precision {name!r}; choose one of {sorted(table)} (benchmarks/precisions.yaml)")
     if table[name] is None:

@@ -16,9 +16,13 @@ number format here, checked against its definition in ``tests/test_lowp.py``:
 * ``LowPrecisionSGD``: QPyTorch ``OptimLP`` around SGD without an FP32 master copy: quantise
   every gradient, SGD step (weight decay added in FP32), quantise every parameter, quantise the
   momentum buffers.
-* SWA (``swa_update``, ``bn_update``): from ``swa_start`` an FP32 copy averages the weights after
-  each epoch (alpha = 1/(n+1)) and its BN statistics are re-estimated over the training set
-  (EB ``main_c_lp.py`` ``moving_average`` and ``bn_update``), through ``torch.optim.swa_utils``.
+* SWA (``swa_model``, ``bn_update``): from ``swa_start`` an FP32 copy averages the weights after
+  each epoch (alpha = 1/(n+1), ``torch.optim.swa_utils.AveragedModel``) and its BN statistics are
+  re-estimated over the training set with every sample weighted equally (EB ``main_c_lp.py``
+  ``moving_average`` and ``bn_update``).
+
+Rounding noise is drawn from a ``torch.Generator`` the caller owns (``methods.train.fit`` reseeds
+it every epoch, so a resumed run draws what an uninterrupted one would).
 """
 from __future__ import annotations
 
@@ -32,15 +36,17 @@ from .config import Precision
 Quantizer = Callable[[torch.Tensor], torch.Tensor]
 
 
-def block_quantize(x: torch.Tensor, wl: int, dim: int | None = 0, rounding: str = "stochastic") -> torch.Tensor:
+def block_quantize(x: torch.Tensor, wl: int, dim: int | None = 0, rounding: str = "stochastic",
+                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Block floating point with word length ``wl`` (bits, sign included).
 
     ``x``: float tensor of any shape. ``dim=0``: one shared exponent per ``x[i]`` (a 1-D tensor
     gets one per element, as QPyTorch's ``dim=0``); ``dim=None``: one for the whole tensor.
     Returns a tensor of ``x``'s shape whose entries are ``k * d`` with integer
     ``|k| <= 2^(wl-1) - 1`` and ``d = 2^(floor(log2 max|x_slice|) + 2 - wl)``. ``rounding``:
-    ``"stochastic"`` (unbiased: ``floor(x/d + u)``, u ~ U[0, 1), from torch's global generator)
-    or ``"nearest"`` (``floor(x/d + 1/2)``). A slice of zeros stays zero.
+    ``"stochastic"`` (unbiased: ``floor(x/d + u)``, u ~ U[0, 1) from ``generator``, on ``x``'s
+    device; torch's default generator if None) or ``"nearest"`` (``floor(x/d + 1/2)``, round half
+    up as QPyTorch). A slice of zeros stays zero.
 
     Raises:
         ValueError: ``wl`` < 2 or an unknown ``rounding``.
@@ -57,7 +63,7 @@ def block_quantize(x: torch.Tensor, wl: int, dim: int | None = 0, rounding: str 
     step = torch.ldexp(torch.ones_like(top), e + 1 - wl)
     y = x / step
     if rounding == "stochastic":
-        y = torch.floor(y + torch.rand_like(y))
+        y = torch.floor(y + torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype))
     elif rounding == "nearest":
         y = torch.floor(y + 0.5)
     else:
@@ -66,11 +72,11 @@ def block_quantize(x: torch.Tensor, wl: int, dim: int | None = 0, rounding: str 
     return y.clamp_(-top_level, top_level) * step
 
 
-def quantizer(wl: int | None, rounding: str) -> Quantizer | None:
-    """``x -> block_quantize(x, wl, 0, rounding)``, or None for full precision (``wl`` None)."""
+def quantizer(wl: int | None, rounding: str, generator: torch.Generator | None = None) -> Quantizer | None:
+    """``x -> block_quantize(x, wl, 0, rounding, generator)``, or None for full precision (``wl`` None)."""
     if wl is None:
         return None
-    return lambda x: block_quantize(x, wl, 0, rounding)
+    return lambda x: block_quantize(x, wl, 0, rounding, generator)
 
 
 class _Quantize(torch.autograd.Function):
@@ -99,13 +105,13 @@ def quantised_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in layers if not linears or m is not linears[-1]]
 
 
-def lower(model: nn.Module, precision: Precision) -> list:
+def lower(model: nn.Module, precision: Precision, generator: torch.Generator | None = None) -> list:
     """Quantise the output of every layer of ``quantised_layers(model)`` in forward
     (``precision.activation``) and its gradient in backward (``precision.error``) through
     forward hooks, so the state dict keeps its keys. Returns the hook handles; call
     ``unlower(handles)`` to restore full precision."""
-    fwd = quantizer(precision.activation, precision.rounding)
-    bwd = quantizer(precision.error, precision.rounding)
+    fwd = quantizer(precision.activation, precision.rounding, generator)
+    bwd = quantizer(precision.error, precision.rounding, generator)
     if fwd is None and bwd is None:
         return []
     return [m.register_forward_hook(lambda mod, inp, out: quantize_io(out, fwd, bwd)) for m in quantised_layers(model)]
@@ -126,12 +132,12 @@ class LowPrecisionSGD(torch.optim.SGD):
     state dict is SGD's, so checkpoints resume alike.
     """
 
-    def __init__(self, params, precision: Precision, **sgd):
+    def __init__(self, params, precision: Precision, generator: torch.Generator | None = None, **sgd):
         super().__init__(params, **sgd)
         self.precision = precision
-        self._qg = quantizer(precision.grad, precision.rounding)
-        self._qw = quantizer(precision.weight, precision.rounding)
-        self._qm = quantizer(precision.momentum, precision.rounding)
+        self._qg = quantizer(precision.grad, precision.rounding, generator)
+        self._qw = quantizer(precision.weight, precision.rounding, generator)
+        self._qm = quantizer(precision.momentum, precision.rounding, generator)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -158,15 +164,38 @@ def swa_model(model: nn.Module) -> torch.optim.swa_utils.AveragedModel:
 
 
 @torch.no_grad()
-def bn_update(swa: torch.optim.swa_utils.AveragedModel, batches: Iterable[torch.Tensor]) -> None:
-    """Re-estimate the BN running statistics of the averaged network by one pass over
-    ``batches`` (``(B, 3, 32, 32)`` normalised images): cumulative averages, as EB ``bn_update``."""
-    torch.optim.swa_utils.update_bn(batches, swa)
+def bn_update(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Re-estimate the BN running statistics of ``model`` (the averaged network) by one pass over
+    ``batches`` (``(B, 3, 32, 32)`` normalised images), each sample weighted equally: the running
+    statistics are reset and batch k of size b, after n images, enters with momentum b/(n+b)
+    (EB ``main_c_lp.py`` ``bn_update``; ``torch.optim.swa_utils.update_bn`` weights batches
+    equally instead). The model's mode and BN momenta are restored afterwards."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    momenta, was_training = [bn.momentum for bn in bns], model.training
+    for bn in bns:
+        bn.reset_running_stats()
+    model.train()
+    n = 0
+    for x in batches:
+        for bn in bns:
+            bn.momentum = len(x) / (n + len(x))
+        model(x)
+        n += len(x)
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+    model.train(was_training)
 
 
 def mac_bits(precision: Precision | None) -> int:
-    """Bit width a multiply-accumulate of this training is charged at: the widest of the weight,
-    activation and error formats (each MAC multiplies two of them), 32 for full precision."""
+    """Bit width the energy model charges this training's multiply-accumulates at: the widest of
+    the weight, activation and error formats, 32 for full precision.
+
+    This follows the paper, which charges its 8-bit rows as 8-bit training (EB Table 2: LL costs
+    about 4.5x less energy than LF at equal FLOPs), not the simulated operands: with EB's quantiser
+    placement a conv's input is the FP32 output of BN/ReLU, so only the input-gradient MAC
+    (error x weight) has two 8-bit operands."""
     if precision is None:
         return 32
     return max(32 if w is None else w for w in (precision.weight, precision.activation, precision.error))

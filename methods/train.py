@@ -114,7 +114,8 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     bns = bn_layers(model)
     lp = cfg.precision
     sgd = dict(lr=cfg.lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    opt = LowPrecisionSGD(model.parameters(), lp, **sgd) if lp else torch.optim.SGD(model.parameters(), **sgd)
+    noise = torch.Generator(device=dev) if lp else None  # the quantisers' rounding noise, reseeded every epoch
+    opt = LowPrecisionSGD(model.parameters(), lp, noise, **sgd) if lp else torch.optim.SGD(model.parameters(), **sgd)
     swa = swa_model(model) if lp and lp.swa_start is not None else None  # FP32: made before the hooks
     log, gammas, epoch = [], [bn_gammas(model)], cfg.start_epoch
     if ckpt_path.is_file():
@@ -127,14 +128,14 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
             swa.load_state_dict(ck["swa"])
         log, gammas, epoch = ck["log"], list(ck["gammas"]), ck["epoch"]
         print(f"{name}: resuming after epoch {epoch}", file=sys.stderr)
-    hooks = lower(model, lp) if lp else []
+    hooks = lower(model, lp, noise) if lp else []
     try:
         while epoch < cfg.epochs:
             lr = cfg.lr(epoch)
             for g in opt.param_groups:
                 g["lr"] = lr
-            if lp:  # the quantisers' rounding noise, reproducible per epoch like the batches
-                torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729)
+            if lp:  # reproducible per epoch like the batches, so a resume draws the same noise
+                noise.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729)
             t0 = time.perf_counter()
             if meter is not None:
                 meter.begin(f"epoch{epoch}")
@@ -145,7 +146,7 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
             row.update(evaluate(model, test, cfg.test_batch_size))
             if swa is not None and epoch >= lp.swa_start:  # EB main_c_lp.py: after each epoch >= swa_start
                 swa.update_parameters(model)
-                bn_update(swa, _swa_batches(train, cfg, epoch))
+                bn_update(swa.module, _swa_batches(train, cfg, epoch))
                 row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size)["test_acc"]
             epoch += 1
             log.append(row)

@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("page", choices=[*PAGES, "all"], help="page to build ('all' builds every page, index last)")
     ap.add_argument("--scale", required=True, help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
     ap.add_argument("--results", required=True, help="results tree of that scale, e.g. results/tiny")
+    ap.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
     ap.add_argument("--data-root", default=None,
                     help="data root to state on the pages (default: the data_root the runs were trained with)")
     return ap
@@ -37,16 +38,18 @@ def build(page: str, scale, results: str, data_root: str | None = None, spec: di
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from methods.cells import load_tables
     from methods.config import ConfigError, load_scale
 
     try:
         scale = load_scale(args.scale)
+        spec = load_tables(args.tables)
         for page in PAGES if args.page == "all" else [args.page]:
-            out = build(page, scale, args.results, args.data_root)
+            out = build(page, scale, args.results, args.data_root, spec)
             if page == "index":  # one line per page: "Table 1: 2/32 cells"
                 out = ", ".join(f"{p['name']}: {p['done']}/{p['total']} {p['unit']}" for p in out)
             print(f"{page}: {out}")
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -44,7 +44,8 @@ ROW_NAMES = {"lt_oneshot": "LT (one-shot)", "snip": "SNIP", "ns": "NS", "thinet"
 COLUMNS = ["model", "dataset", "method", "ratio", "n_runs", "n_expected", "status", "ours_mean", "ours_min", "ours_max",
            "paper", "diff", "final_mean", "flops_units", "flops_nonzero_units", "flops_rel", "paper_flops_units",
            "paper_flops_rel", "energy_measured_kj", "energy_modelled_kj", "energy_rel", "paper_energy_kj",
-           "paper_energy_rel", "param_reduction", "flop_reduction", "draw_epoch_mean", "granularity"]
+           "paper_energy_rel", "param_reduction", "flop_reduction", "draw_epoch_mean", "granularity", "low_precision",
+           "acc_key"]
 
 
 def _key(model, dataset, method, ratio):
@@ -77,6 +78,7 @@ def _reduction(res: dict, kind: str) -> float:
 def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | None = None):
     """Cell rows, run rows and every loaded run (retrains and their searches)."""
     paper = load_paper() if paper is None else paper
+    spec_t2 = (spec or load_tables())["table2"]
     cells, runs_rows, all_runs, searches = [], [], [], {}
     for cell in table2_cells(scale, spec):
         ref = paper.get(_key(cell.model, cell.dataset, cell.method, cell.ratio))
@@ -90,7 +92,10 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
             if search.path(results) not in searches:
                 searches[search.path(results)] = load_run(search.path(results), scale)
         ticket = [r for r in runs if r.done and not r.result.get("no_ticket")]
-        s = stats([r.result["best_acc"] for r in ticket])
+        low = any(r.precision != "fp32" or r.search.precision != "fp32" for r in cell.runs)
+        # an 8-bit retraining may report its SWA model instead (tables.yaml table2.lowp_accuracy)
+        acc_key = spec_t2.get("lowp_accuracy", "best_acc") if any(r.precision != "fp32" for r in cell.runs) else "best_acc"
+        s = stats([r.result[acc_key] for r in ticket if r.result.get(acc_key) is not None])
         dense = [searches[search.path(results)] for search in fp32]
         dense_flops = mean_of(dense, lambda r: r["train_flops"])
         # searches written before energy was recorded: the same model from their counted FLOPs
@@ -121,6 +126,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
             "flop_reduction": mean_of(ticket, lambda r: _reduction(r, "flop")),
             "draw_epoch_mean": mean_of(ticket, lambda r: r["draw_epoch"]),
             "granularity": ticket[0].result["granularity"] if ticket else "",
+            "low_precision": low, "acc_key": acc_key,
         })
         for spec_run, run in zip(cell.runs, runs):
             res = run.result or {}
@@ -145,7 +151,8 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
 
     acc = max over EB Train and its re-init - max over baselines (percentage points); flops,
     energy = min over baselines / min over all EB rows (factor; energy uses measured kJ when
-    every row has it, else modelled). NaN when a side has no result.
+    every row has it and none is 8-bit, else modelled: a meter measures our 8-bit rows' FP32
+    simulation, not 8-bit arithmetic). NaN when a side has no result.
     """
     paper_improv = load_paper_improv() if paper_improv is None else paper_improv
     out = []
@@ -155,7 +162,7 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
     for (model, ds, p), group in groups.items():
         base = [c for c in group if c["method"] in BASELINES and c["n_runs"]]
         eb = [c for c in group if c["method"] in EB_ROWS and c["n_runs"]]
-        measured = all(not math.isnan(c["energy_measured_kj"]) for c in base + eb)
+        measured = all(not math.isnan(c["energy_measured_kj"]) and not c["low_precision"] for c in base + eb)
         ekey = "energy_measured_kj" if measured and base and eb else "energy_modelled_kj"
         ref = paper_improv.get((model, ds, f"{float(p):g}"), {})
 

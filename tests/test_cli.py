@@ -17,6 +17,8 @@ def run(*args):
     (["search", "--model", "vgg16", "--dataset", "cifar10", "--schedule", "30-60", "--out", "x"], "invalid choice: '30-60'"),
     (["search", "--model", "vgg16", "--dataset", "svhn", "--out", "x"], "invalid choice: 'svhn'"),
     (["retrain", "--search", "x", "--ratio", "1.5", "--draw", "10", "--out", "y"], "pruning ratio must lie in (0, 1)"),
+    (["search", "--scale", "tiny", "--model", "vgg16", "--dataset", "cifar10", "--precision", "int8", "--out", "x"],
+     "unknown precision 'int8'; choose one of ['bfp8', 'fp32']"),
 ])
 def test_bad_arguments_fail_in_one_line(args, needle):
     p = run(*args)

@@ -111,9 +111,40 @@ def test_low_precision_sgd_step_quantises_grad_weight_and_momentum():
     opt.step()
     q = lambda t: block_quantize(t, 8, rounding="nearest")  # noqa: E731
     buf = q(g) + 1e-4 * w0  # first step: the buffer is the (quantised) gradient plus weight decay
-    assert torch.equal(w.detach(), q(w0 - 0.1 * buf))
+    w1 = q(w0 - 0.1 * buf)
+    assert torch.equal(w.detach(), w1)
     assert torch.equal(opt.state[w]["momentum_buffer"], q(buf))
+    g2 = torch.randn(3, 4)
+    w.grad = g2.clone()
+    opt.step()  # second step: momentum compounds the quantised buffer
+    buf2 = 0.9 * q(buf) + (q(g2) + 1e-4 * w1)  # torch's order: d_p = g + wd * w, then buf = m * buf + d_p
+    assert torch.equal(opt.state[w]["momentum_buffer"], q(buf2))
+    assert torch.equal(w.detach(), q(w1 - 0.1 * buf2))
     assert isinstance(opt.state_dict()["state"][0]["momentum_buffer"], torch.Tensor)  # SGD's state: resumable
+
+
+def test_swa_averages_weights_and_reestimates_bn_per_sample():
+    from methods.lowp import bn_update, swa_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
+    swa = swa_model(net)
+    handles = lower(net, NEAREST8)  # hooks on the trained network only
+    w1 = net[0].weight.detach().clone()
+    swa.update_parameters(net)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    swa.update_parameters(net)
+    assert torch.allclose(swa.module[0].weight, (w1 + net[0].weight) / 2)  # alpha = 1/(n+1): the mean
+    assert not swa.module[0]._forward_hooks and net[0]._forward_hooks
+    unlower(handles)
+    # batches of 3 and 1 images: every image weighs the same (a batch-weighted mean would differ)
+    bn = nn.BatchNorm2d(3)
+    model = nn.Sequential(bn).eval()
+    a, b = torch.randn(3, 3, 4, 4), torch.randn(1, 3, 4, 4) + 5.0
+    bn_update(model, [a, b])
+    assert torch.allclose(bn.running_mean, torch.cat([a, b]).mean((0, 2, 3)), atol=1e-5)
+    assert not model.training and bn.momentum == 0.1  # mode and momentum restored
 
 
 def test_a_quantised_tiny_model_learns_a_separable_problem():
@@ -174,6 +205,42 @@ def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch)
     assert e_lf["modelled_search_j"] == e_ll["modelled_search_j"]
     assert e_lf["modelled_retrain_j"] == pytest.approx(20 * e_ll["modelled_retrain_j"])  # 4.6 / 0.23 pJ per MAC
     assert ll["swa_acc"] is not None and lf["swa_acc"] is None
-    with killed_at_checkpoint(1, monkeypatch):
+    for e in (e_lf, e_ll):
+        assert e["modelled_j"] == pytest.approx(e["modelled_search_j"] + e["modelled_prune_j"] + e["modelled_retrain_j"])
+    # killed while writing the last checkpoint: resumes at epoch 15 with one SWA average already made
+    with killed_at_checkpoint(tiny.epochs - ll["draw_epoch"], monkeypatch):
         run_retrain(tmp_path / "ll2", *args, precision="bfp8")
-    assert _comparable(run_retrain(tmp_path / "ll2", *args, precision="bfp8")) == _comparable(ll)
+    ck = torch.load(tmp_path / "ll2" / "ckpt.pt", weights_only=True)
+    assert ck["epoch"] == 15 and int(ck["swa"]["n_averaged"]) == 1
+    resumed = run_retrain(tmp_path / "ll2", *args, precision="bfp8")
+    assert _comparable(resumed) == _comparable(ll) and resumed["swa_acc"] == ll["swa_acc"]
+
+
+def test_8bit_search_resumes_exactly_after_swa_started(tmp_path, data_root, monkeypatch):
+    import numpy as np
+
+    from methods.stages import run_search
+    from tests.test_train import _comparable, killed_at_checkpoint
+
+    tiny = load_scale("tiny")
+    args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 2, str(data_root))
+    full = run_search(tmp_path / "a", *args, precision="bfp8")
+    with killed_at_checkpoint(tiny.epochs, monkeypatch):
+        run_search(tmp_path / "b", *args, precision="bfp8")
+    assert int(torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["swa"]["n_averaged"]) == 1
+    resumed = run_search(tmp_path / "b", *args, precision="bfp8")
+    assert _comparable(resumed) == _comparable(full) and resumed["swa_acc"] == full["swa_acc"]
+    assert np.array_equal(np.load(tmp_path / "a" / "history.npz")["gammas"], np.load(tmp_path / "b" / "history.npz")["gammas"])
+
+
+def test_run_names_round_trip_with_precisions():
+    from methods.cells import figure_runs, parse_retrain, parse_search, table2_cells
+
+    full = load_scale("full")
+    runs = [r for c in table2_cells(full) for r in c.runs] + figure_runs(full, None, "figure1") + figure_runs(full, None, "figure2")
+    assert {r.precision for r in runs} == {"fp32", "bfp8"} and {r.search.precision for r in runs} == {"fp32", "bfp8"}
+    for r in runs:
+        assert parse_search(r.search.name) == r.search
+        assert parse_retrain(r.search.name, r.name) == r
+    with pytest.raises(ValueError, match="not a retraining run name"):
+        parse_retrain(runs[0].search.name, "p0.5-e10")

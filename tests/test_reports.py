@@ -259,8 +259,8 @@ def test_empty_tree_renders_all_pending(tmp_path):
     html = (results / "report" / "table2.html").read_text()
     assert "pending: not run yet" in html and "not built yet" not in html
     f2 = pd.read_csv(results / "tables" / "figure2.csv")
-    assert len(f2) == 2 * 3 * 4 and (f2.search_precision == "bfp8").all() and f2.n_runs.sum() == 0
-    assert "0 / 24 points" in (results / "report" / "index.html").read_text()
+    assert len(f2) == 2 * 3 * 5 and (f2.search_precision == "bfp8").all() and f2.n_runs.sum() == 0
+    assert "0 / 30 points" in (results / "report" / "index.html").read_text()
 
 
 def test_result_files_are_readable_by_others(tmp_path):
