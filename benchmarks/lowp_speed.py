@@ -14,11 +14,13 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 
 import torch
 
 
 def main(argv=None) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
     from methods.config import load_scale
     from methods.data import balanced_subset, load_cifar, num_classes
     from methods.eb import bn_layers

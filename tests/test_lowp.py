@@ -244,3 +244,14 @@ def test_run_names_round_trip_with_precisions():
         assert parse_retrain(r.search.name, r.name) == r
     with pytest.raises(ValueError, match="not a retraining run name"):
         parse_retrain(runs[0].search.name, "p0.5-e10")
+
+
+def test_speed_benchmark_reports_both_precisions(data_root, capsys):
+    """The benchmark runs end to end (its numbers are a measurement, not asserted)."""
+    import json
+
+    from benchmarks.lowp_speed import main
+
+    assert main(["--scale", "tiny", "--data-root", str(data_root), "--epochs", "1"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out["images_per_s"]) == {"fp32", "bfp8"} and out["slowdown"] > 0 and out["images"] == 200
