@@ -126,7 +126,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     save_npz(out / "history.npz", gammas=gammas.numpy(), **{f"mask_p{p}": h.numpy() for p, h in history.items()})
     eb = {str(p): {rule: detect_eb(h, rule) for rule in EB_RULES} for p, h in history.items()}
     cx = complexity(res["model"])
-    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision, "log": res["log"], **_summary(res["log"]),
+    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision,
+              "log": res["log"], **_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = {"measured_j": _measured(res["log"]), **meter.describe(),
