@@ -9,6 +9,9 @@ from methods.config import load_scale
 
 configfile: "config.yaml"
 
+KNOWN = {"scale", "data_root", "download", "results", "tables"}
+if set(config) - KNOWN:  # a misspelt key would otherwise be ignored silently
+    raise ValueError(f"unknown config key(s) {sorted(set(config) - KNOWN)}; known: {sorted(KNOWN)} (see config.yaml)")
 SCALE = load_scale(config["scale"])
 R = f"{config['results']}/{SCALE.name}"
 PY = sys.executable

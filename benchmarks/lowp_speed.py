@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 import warnings
 
@@ -21,8 +22,8 @@ import torch
 
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
-    from methods.config import load_scale
-    from methods.data import balanced_subset, load_cifar, num_classes
+    from methods.config import ConfigError, load_scale
+    from methods.data import DatasetError, balanced_subset, load_cifar, num_classes
     from methods.eb import bn_layers
     from methods.lowp import LowPrecisionSGD, lower, unlower
     from methods.models import build_model
@@ -38,15 +39,19 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per precision (after one warm-up each)")
     args = ap.parse_args(argv)
+    try:
+        scale = load_scale(args.scale)
+        lp = scaled_precision(args.precision, scale)
+        train, _ = load_cifar(args.data_root, args.dataset, False)
+    except (ConfigError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
-    scale = load_scale(args.scale)
     if scale.threads:
         torch.set_num_threads(scale.threads)
     dev = device_of(scale.device)
     classes = num_classes(args.dataset)
-    train, _ = load_cifar(args.data_root, args.dataset, False)
     train = balanced_subset(train, scale.train_images, classes).to(dev)
-    lp = scaled_precision(args.precision, scale)
     cfg = _run_config(scale, args.model, args.dataset, [scale.epochs], [0.1, 0.01], 1, args.data_root, False)
     nets, opts, hooks = {}, {}, {}
     for name, p in (("fp32", None), (args.precision, lp)):

@@ -110,6 +110,9 @@ def load_precision(name: str) -> Precision | None:
         raise ConfigError(f"unknown precision {name!r}; choose one of {sorted(table)} (benchmarks/precisions.yaml)")
     if table[name] is None:
         return None
+    unknown = sorted(set(table[name]) - set(Precision.model_fields))
+    if unknown:  # name the misspelt key, not the field it leaves missing
+        raise ConfigError(f"{PRECISIONS_YAML.name} {name}: unknown key(s) {unknown}; known: {sorted(Precision.model_fields)}")
     return validate(Precision, table[name], f"{PRECISIONS_YAML.name} {name}")
 
 

@@ -181,6 +181,15 @@ def test_precision_config():
         validate(Precision, {**bfp8.model_dump(), "wieght": 8}, "precisions.yaml bfp8")
 
 
+def test_a_misspelt_precision_key_is_named(tmp_path, monkeypatch):
+    import methods.config as config
+
+    (tmp_path / "p.yaml").write_text("bfp6: {weigth: 6, activation: 6, error: 6, grad: 6, momentum: 6, swa_start: null}\n")
+    monkeypatch.setattr(config, "PRECISIONS_YAML", tmp_path / "p.yaml")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['weigth'\]"):
+        load_precision("bfp6")
+
+
 def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch):
     """An 8-bit search feeds EB Train in FP32 (LF) and in 8 bits (LL): same ticket, same FLOPs,
     energy modelled per stage at its width, SWA from epoch 14 of 16, and an exact resume."""
@@ -255,3 +264,5 @@ def test_speed_benchmark_reports_both_precisions(data_root, capsys):
     assert main(["--scale", "tiny", "--data-root", str(data_root), "--epochs", "1"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out["images_per_s"]) == {"fp32", "bfp8"} and out["slowdown"] > 0 and out["images"] == 200
+    assert main(["--scale", "tiny", "--data-root", str(data_root), "--precision", "bfp4"]) == 2
+    assert "unknown precision 'bfp4'" in capsys.readouterr().err

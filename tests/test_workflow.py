@@ -66,6 +66,12 @@ def test_table2_shares_the_dense_runs(tmp_path):
     assert "--precision bfp8" in out and "-bfp8-s1/retrain/p0.3-eeb-continue-80-120-lr0.1-bfp8" in out  # an LL run
 
 
+def test_a_misspelt_config_key_stops_the_workflow(tmp_path):
+    run = subprocess.run(SNAKEMAKE + ["all_tables", "-n", "--config", "data_rot=x", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "unknown config key(s) ['data_rot']" in run.stdout + run.stderr
+
+
 def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     """Every rule and page for real on CIFAR-10 (all rows, draws, ratios, models and both precisions;
     CIFAR-100's cells are the same code with 100 classes), through a ``tables=`` subset of the
