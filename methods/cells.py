@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -85,8 +86,6 @@ def load_tables(path=None) -> dict:
     Raises:
         FileNotFoundError: ``path`` does not exist.
     """
-    from pathlib import Path
-
     path = Path(path) if path else TABLES_YAML
     if not path.is_file():
         raise FileNotFoundError(f"table specification {path} not found; point tables= at a copy of {TABLES_YAML.name}")

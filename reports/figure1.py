@@ -94,6 +94,15 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
     all_ratios = sorted(df.ratio.unique())
     colors = dict(zip(all_ratios, plt.get_cmap("tab10").colors))
     lowp = s.get("search_precision", "fp32") != "fp32"
+
+    def epoch_axis(a):
+        if log_x:
+            a.set_xscale("log", base=2)
+            a.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+        a.set_xticks(ticks, [labels[t] for t in ticks])
+        a.minorticks_off()
+        a.set_xlabel(f"draw epoch at scale {scale.name}" + (" (paper epoch)" if scale.epochs != PAPER_EPOCHS else ""))
+
     for i, model in enumerate(models):
         for j, ds in enumerate(datasets):
             ax = axes[per_model * i][j]
@@ -128,12 +137,7 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
             if not len(done):
                 ax.text(0.5, 0.75, "retraining pending", transform=ax.transAxes, ha="center", va="center", fontsize=14,
                         color="0.55")
-            if log_x:
-                ax.set_xscale("log", base=2)
-                ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
-            ax.set_xticks(ticks, [labels[t] for t in ticks])
-            ax.minorticks_off()
-            ax.set_xlabel(f"draw epoch at scale {scale.name}" + (" (paper epoch)" if scale.epochs != PAPER_EPOCHS else ""))
+            epoch_axis(ax)
             ax.set_ylabel("retrain accuracy (%)")
             if flops:
                 fx = axes[per_model * i + 1][j]
@@ -144,13 +148,8 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
                 dflops = panel.dense_train_flops_units_mean.dropna()
                 if len(dflops):
                     fx.axhline(dflops.iloc[0], color="0.3", ls="--", lw=1.2)
-                if log_x:
-                    fx.set_xscale("log", base=2)
-                    fx.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
-                fx.set_xticks(ticks, [labels[t] for t in ticks])
-                fx.minorticks_off()
+                epoch_axis(fx)
                 fx.set_title(f"{MODEL_NAMES.get(model, model)} on {DATASET_NAMES.get(ds, ds)}: total training FLOPs")
-                fx.set_xlabel(ax.get_xlabel())
                 fx.set_ylabel("training FLOPs (x 0.05 PFLOPs, at 50k images)")
     # One legend for the whole figure, above the panels: visible without scrolling, never over a
     # point. No suptitle: it would collide with the legend, and the page's heading names the figure.
