@@ -1,10 +1,10 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, table2, figure1, figure2, figure3, all_tables. Run folders and names: methods/cells.py.
+# Targets: table1, table2, figure1, figure2, figure3 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
 import sys
 from dataclasses import replace
 
-from methods.cells import (figure3_searches, figure_runs, load_tables, parse_retrain, parse_search, snapshot_draws,
-                          table1_cells, table2_cells)
+from methods.cells import (figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
+                          parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells)
 from methods.config import load_scale
 
 configfile: "config.yaml"
@@ -24,14 +24,18 @@ T2 = [run for cell in table2_cells(SCALE, SPEC) for run in cell.runs]
 F1 = figure_runs(SCALE, SPEC, "figure1")
 F2 = figure_runs(SCALE, SPEC, "figure2")
 F3 = figure3_searches(SCALE, SPEC)
+T8 = lottery_runs(SCALE, SPEC, ["table8"])
+T9 = lottery_runs(SCALE, SPEC, ["table9"])
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?-s[0-9]+",
     run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?",
+    dense=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
+    ticket=r"[a-z0-9]+-(p[0-9.]+|[a-z])-(winning|random)",
 
-localrules: all_tables, table1, table2, figure1, figure2, figure3, data, report_table1, report_table2, report_figure1,
-    report_figure2, report_figure3, report_index
+localrules: all_tables, table1, table2, figure1, figure2, figure3, table8, table9, data, report_table1, report_table2,
+    report_figure1, report_figure2, report_figure3, report_table8, report_table9, report_index
 
 
 def results(runs):
@@ -60,6 +64,14 @@ rule figure2:
 
 rule figure3:
     input: f"{R}/report/figure3.html"
+
+
+rule table8:
+    input: f"{R}/report/table8.html"
+
+
+rule table9:
+    input: f"{R}/report/table9.html"
 
 
 # Checks (and, with download=true, fetches) the datasets once, on the submitting host, before
@@ -93,6 +105,28 @@ rule retrain:
         " > {log} 2>&1"
 
 
+# RT Tables 8 and 9: one dense run per (model, LR, seed), pruned by every cell of that model.
+rule dense:
+    input: ancient(f"{R}/data.json")
+    output: f"{R}/dense/{{dense}}/result.json"
+    log: f"{R}/dense/{{dense}}/log.txt"
+    params: d=lambda wc: parse_dense(wc.dense)
+    shell:
+        "{PY} -m methods dense --scale {SCALE.name} {DATA} --model {params.d.model} --dataset {params.d.dataset}"
+        " --schedule {params.d.schedule} --lr {params.d.lr} --seed {params.d.seed} --out {R}/dense/{wildcards.dense} > {log} 2>&1"
+
+
+rule lottery:
+    input: f"{R}/dense/{{dense}}/result.json"
+    output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
+    log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
+    params: t=lambda wc: parse_lottery(wc.dense, wc.ticket)
+    shell:
+        "{PY} -m methods lottery --scale {SCALE.name} {DATA} --dense {R}/dense/{wildcards.dense} --prune {params.t.prune}"
+        " --target {params.t.target} --arm {params.t.arm} --seed {params.t.dense.seed}"
+        " --out {R}/dense/{wildcards.dense}/lottery/{wildcards.ticket} > {log} 2>&1"
+
+
 rule report_table1:
     input: results(T1)
     output: f"{R}/tables/table1.csv", f"{R}/report/table1.html"
@@ -123,8 +157,20 @@ rule report_figure3:
     shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
+rule report_table8:
+    input: results(T8), results({r.dense for r in T8})
+    output: f"{R}/tables/table8.csv", f"{R}/report/table8.html"
+    shell: "{PY} -m reports table8 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
+rule report_table9:
+    input: results(T9), results({r.dense for r in T9})
+    output: f"{R}/tables/table9.csv", f"{R}/report/table9.html"
+    shell: "{PY} -m reports table9 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
 rule report_index:
     input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure2.html",
-        f"{R}/report/figure3.html"
+        f"{R}/report/figure3.html", f"{R}/report/table8.html", f"{R}/report/table9.html"
     output: f"{R}/report/index.html"
     shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES}"

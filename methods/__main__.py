@@ -1,4 +1,4 @@
-"""Command line: ``python -m methods {flops,search,retrain} ...``.
+"""Command line: ``python -m methods {flops,data,search,retrain,dense,lottery} ...``.
 
 Bad input ends with one line on stderr naming the fix and exit status 2.
 """
@@ -28,16 +28,21 @@ def _lrs(s: str) -> list[float]:
     return [float(x) for x in s.split(",")]
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, schedule: bool = True, eb: bool = True) -> None:
+    """Arguments every training stage takes; ``schedule``: its LR schedule; ``eb``: explicit LRs
+    and the number format (EB stages only; the RT stages train FP32 with x0.1 steps)."""
     p.add_argument("--scale", default="full", help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
     p.add_argument("--data-root", default="data", help="folder with cifar10.npz/cifar100.npz or torchvision's CIFAR folders")
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR when absent")
-    p.add_argument("--schedule", default="80-120", choices=sorted(SCHEDULES))
-    p.add_argument("--lr", type=float, default=0.1, help="initial LR; later LRs are x0.1 per milestone")
-    p.add_argument("--lrs", type=_lrs, default=None, help="explicit LRs, one more than milestones, e.g. 0.5,0.01,0.001")
+    if schedule:
+        p.add_argument("--schedule", default="80-120", choices=sorted(SCHEDULES))
+        p.add_argument("--lr", type=float, default=0.1, help="initial LR; later LRs are x0.1 per milestone")
+    if eb:
+        p.add_argument("--lrs", type=_lrs, default=None, help="explicit LRs, one more than milestones, e.g. 0.5,0.01,0.001")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--precision", default="fp32",
-                   help="training number format of this run, a name in benchmarks/precisions.yaml (fp32, bfp8)")
+    if eb:
+        p.add_argument("--precision", default="fp32",
+                       help="training number format of this run, a name in benchmarks/precisions.yaml (fp32, bfp8)")
     p.add_argument("--out", required=True, help="output folder of this run")
 
 
@@ -66,6 +71,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--prune", default="bn", choices=sorted(PRUNING),
                    help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip")
     _common(r)
+    dn = sub.add_parser("dense", help="RT Tables 8/9: train the dense network, keeping theta_0 and the trained weights")
+    dn.add_argument("--model", required=True, choices=sorted(MODELS))
+    dn.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    _common(dn, eb=False)
+    lt = sub.add_parser("lottery", help="RT Tables 8/9: prune a dense run and train the winning ticket or a random init "
+                        "(schedule, LR and batch are the dense run's)")
+    lt.add_argument("--dense", required=True, help="output folder of the dense run")
+    lt.add_argument("--prune", required=True, choices=["l1", "convmagnitude"],
+                    help="l1 (Li et al. filter pruning, Table 8) or convmagnitude (global |w| of conv weights, Table 9)")
+    lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
+    lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")
+    _common(lt, schedule=False, eb=False)
     return ap
 
 
@@ -100,6 +117,19 @@ def main(argv=None) -> int:
             res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
                              args.data_root, args.download, snaps, args.lrs, args.precision)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))
+        elif args.cmd == "dense":
+            from .lottery import run_dense
+
+            res = run_dense(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed, args.data_root,
+                            args.download)
+            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"]}))
+        elif args.cmd == "lottery":
+            from .lottery import run_lottery
+
+            res = run_lottery(args.out, scale, args.dense, args.prune, args.target, args.arm, args.seed, args.data_root,
+                              args.download)
+            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
+                              "weight_density": res["weight_density"]}))
         else:
             from .stages import run_retrain
 

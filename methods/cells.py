@@ -100,7 +100,7 @@ def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
             for ds in s["datasets"]:
                 for draw in s["draws"]:
                     runs = tuple(RetrainRun(SearchRun(model, ds, sched, s["lr"], seed), s["ratio"], draw, s["init"],
-                                            s["retrain_schedule"], s["lr"]) for seed in scale.seeds)
+                                            s["retrain_schedule"], s["lr"]) for seed in scale.seeds_for(s["runs"]))
                     cells.append(Table1Cell(model, ds, sched, draw, runs))
     return cells
 
@@ -134,7 +134,7 @@ def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
                         continue
                     runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed, row.get("search_precision", "fp32")),
                                             p, str(row["draw"]), row["init"], s["schedule"], s["lr"], row["prune"],
-                                            row.get("precision", "fp32")) for seed in scale.seeds)
+                                            row.get("precision", "fp32")) for seed in scale.seeds_for(s["runs"]))
                     cells.append(Table2Cell(model, ds, method, p, runs))
                 cells += [Table2Cell(model, ds, m, p, ()) for m in s.get("pending", []) if m not in absent]
     return cells
@@ -148,11 +148,83 @@ def figure_runs(scale: Scale, spec: dict | None = None, figure: str = "figure1")
     for model in s["models"]:
         for ds in s["datasets"]:
             ratios = s.get(f"ratios_{model}_{ds}", s["ratios"])
-            for seed in scale.seeds:
+            for seed in scale.seeds_for(s["runs"]):
                 search = SearchRun(model, ds, s["schedule"], s["lr"], seed, s.get("search_precision", "fp32"))
                 out += [RetrainRun(search, p, d, s["init"], s["schedule"], s["lr"], precision=s.get("precision", "fp32"))
                         for p in ratios for d in s["draws"]]
     return out
+
+
+@dataclass(frozen=True)
+class DenseRun:
+    """A dense training of RT's lottery protocol (``methods.lottery.run_dense``), shared by every
+    cell that prunes it: (model, dataset, schedule, LR, seed)."""
+
+    model: str
+    dataset: str
+    schedule: str
+    lr: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.dataset}-{self.schedule}-lr{self.lr:g}-s{self.seed}"
+
+    def path(self, results: str) -> str:
+        return f"{results}/dense/{self.name}"
+
+
+@dataclass(frozen=True)
+class LotteryRun:
+    """One arm ("winning" or "random") trained from ``dense`` pruned by ``prune`` at ``target``
+    (an L1 variant "a"/"b", or a ratio written as in tables.yaml, e.g. "0.95")."""
+
+    dense: DenseRun
+    prune: str
+    target: str
+    arm: str
+
+    @property
+    def name(self) -> str:
+        t = self.target if self.prune == "l1" else f"p{self.target}"
+        return f"{self.prune}-{t}-{self.arm}"
+
+    def path(self, results: str) -> str:
+        return f"{self.dense.path(results)}/lottery/{self.name}"
+
+
+@dataclass(frozen=True)
+class LotteryCell:
+    """One row of RT Table 8 (``target`` a variant) or Table 9 (``target`` a ratio) at one LR:
+    the unpruned model's runs and each arm's, one per seed."""
+
+    table: str
+    lr: float
+    model: str
+    target: str
+    dense: tuple[DenseRun, ...]
+    arms: dict  # arm -> tuple[LotteryRun, ...]
+
+
+def lottery_cells(scale: Scale, table: str, spec: dict | None = None) -> list[LotteryCell]:
+    """Every row of RT ``table`` ("table8" or "table9") in the paper's order: LR, model, variant or ratio."""
+    s = (spec or load_tables())[table]
+    seeds = scale.seeds_for(s["runs"])
+    cells = []
+    for lr in s["lrs"]:
+        models = s["models"].items() if isinstance(s["models"], dict) else ((m, s["ratios"]) for m in s["models"])
+        for model, targets in models:
+            dense = tuple(DenseRun(model, s["dataset"], s["schedule"], lr, seed) for seed in seeds)
+            for t in targets:
+                t = f"{t:g}" if isinstance(t, float) else str(t)
+                arms = {arm: tuple(LotteryRun(d, s["prune"], t, arm) for d in dense) for arm in s["arms"]}
+                cells.append(LotteryCell(table, lr, model, t, dense, arms))
+    return cells
+
+
+def lottery_runs(scale: Scale, spec: dict | None = None, tables=("table8", "table9")) -> list[LotteryRun]:
+    spec = spec or load_tables()
+    return [r for t in tables if t in spec for c in lottery_cells(scale, t, spec) for runs in c.arms.values() for r in runs]
 
 
 def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
@@ -193,6 +265,30 @@ def parse_search(name: str) -> SearchRun:
     """
     g = _match(_SEARCH, name, "search")
     return SearchRun(g["model"], g["dataset"], g["schedule"], float(g["lr"]), int(g["seed"]), g["precision"] or "fp32")
+
+
+_DENSE = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+)-s(?P<seed>\d+)")
+_LOTTERY = re.compile(r"(?P<prune>[a-z0-9]+)-(?:p(?P<ratio>[0-9.]+)|(?P<variant>[a-z]))-(?P<arm>[a-z]+)")
+
+
+def parse_dense(name: str) -> DenseRun:
+    """Inverse of ``DenseRun.name``.
+
+    Raises:
+        ValueError: not a dense run name.
+    """
+    g = _match(_DENSE, name, "dense")
+    return DenseRun(g["model"], g["dataset"], g["schedule"], float(g["lr"]), int(g["seed"]))
+
+
+def parse_lottery(dense: str, run: str) -> LotteryRun:
+    """Inverse of ``LotteryRun.path`` split into its dense run name and run name.
+
+    Raises:
+        ValueError: not a dense or lottery run name.
+    """
+    g = _match(_LOTTERY, run, "lottery")
+    return LotteryRun(parse_dense(dense), g["prune"], g["ratio"] or g["variant"], g["arm"])
 
 
 def parse_retrain(search: str, run: str) -> RetrainRun:

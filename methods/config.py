@@ -46,6 +46,17 @@ class Scale(_Strict):
     device: str = "auto"
     models: dict[str, dict[str, float | int]] = Field(default_factory=dict, description="width/depth knobs per model")
 
+    def batch(self, paper_batch: int) -> int:
+        """Training batch of a table whose paper uses ``paper_batch``: the smaller of the two, so
+        the full scale (``batch_size`` 256, EB) trains RT's tables at their 64 and the smaller
+        scales never exceed their own batch."""
+        return min(paper_batch, self.batch_size)
+
+    def seeds_for(self, runs: int) -> list[int]:
+        """The first ``runs`` seeds of this scale: a table reports its paper's number of runs
+        (EB: 3, RT: 5) where the scale lists that many, fewer at the small scales."""
+        return list(self.seeds[:runs])
+
     def epoch(self, paper_epoch: int | str) -> int:
         """Map a paper-scale epoch (or "final") to this scale: floor(e * epochs / 160 + 0.5)."""
         if paper_epoch == "final":

@@ -12,6 +12,12 @@ retraining stage, not here.
 | thinet    | channel     | greedy next-layer reconstruction + least squares    | Luo et al. 2017; ``methods/thinet.py`` |
 | magnitude | weight      | global |w| over conv + linear weights                | Han et al. 2015; Frankle & Carbin 2019 (LT one-shot) |
 | snip      | weight      | |w dL/dw| on one mini-batch, global top-k            | Lee et al. 2019 (SNIP), section 4 |
+| l1        | filter      | per-layer L1 norm of filters, counts from a variant  | Li et al. 2017; RT ``l1-norm-pruning/*prune.py`` (Table 8) |
+| convmagnitude | weight  | global |w| over conv weights only                    | Han et al. 2015; RT ``weight-level/cifar_prune_iterative.py`` (Table 9) |
+
+``l1`` takes its "ratio" as the architecture variant ("a" or "b": VGG-16-A, ResNet-56-A/B,
+ResNet-110-A/B; ``methods.l1.VARIANTS``); every other method a fraction in (0, 1). The RT
+methods serve the lottery stage (``methods.lottery``), the EB ones the retraining stage.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from .config import ConfigError
 from .data import Split, normalize
 from .eb import channel_mask, layer_masks
 from .flops import complexity
+from .l1 import l1_masks, prune_filters
+from .models import model_name
 from .prune import prune_channels
 from .thinet import SAMPLE_IMAGES, layer_pairs, thinet_prune
 from .unstructured import apply_masks, global_magnitude_masks, snip_masks
@@ -41,13 +49,15 @@ class Ticket:
     ``model``: the pruned network holding the weights it was drawn from (channel: physically
     pruned, ``(B, 3, 32, 32) -> (B, classes)``; weight: the dense network with masks held).
     ``channel_masks``: one bool ``(C,)`` per BatchNorm2d (channel methods) or None.
-    ``weight_masks``: one bool mask per conv/linear weight (weight methods) or None.
+    ``weight_masks``: one bool mask per weight of the method's ``kinds`` (weight methods) or None.
+    ``filter_masks``: one bool ``(out,)`` per prunable conv (``l1``; ``methods.l1.prunable_convs``) or None.
     ``prune_flops``: FLOPs spent choosing the mask (forward/backward passes), beyond training.
     """
 
     model: nn.Module
     channel_masks: list[torch.Tensor] | None = None
     weight_masks: list[torch.Tensor] | None = None
+    filter_masks: list[torch.Tensor] | None = None
     prune_flops: float = 0.0
 
 
@@ -63,10 +73,11 @@ class PruningMethod:
     """
 
     name: str
-    granularity: str  # "channel" or "weight"
+    granularity: str  # "channel", "filter" or "weight"
     needs_weights: bool  # False: the mask depends only on the BN |gamma| history
     source: str
     draw: Callable[..., Ticket]
+    kinds: tuple[str, ...] = ("conv", "linear")  # layers a weight mask covers (methods.unstructured.prunable)
 
 
 def _sample(train: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,11 +113,24 @@ def _snip(model, gammas, ratio, train, seed, classes) -> Ticket:
     return Ticket(apply_masks(copy.deepcopy(model), masks), weight_masks=masks, prune_flops=cost)
 
 
+def _l1(model, gammas, variant, train, seed, classes) -> Ticket:
+    masks = l1_masks(model, variant, model_name(model))
+    return Ticket(prune_filters(model, masks), filter_masks=masks)
+
+
+def _convmagnitude(model, gammas, ratio, train, seed, classes) -> Ticket:
+    masks = global_magnitude_masks(model, ratio, kinds=("conv",))
+    return Ticket(apply_masks(copy.deepcopy(model), masks, kinds=("conv",)), weight_masks=masks)
+
+
 PRUNING: dict[str, PruningMethod] = {m.name: m for m in (
     PruningMethod("bn", "channel", False, "Liu et al. 2017 (network slimming); EB main.py, vggprune.py, resprune.py", _bn),
     PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet),
     PruningMethod("magnitude", "weight", True, "Han et al. 2015; Frankle & Carbin 2019", _magnitude),
     PruningMethod("snip", "weight", True, "Lee et al. 2019 (SNIP)", _snip),
+    PruningMethod("l1", "filter", True, "Li et al. 2017; RT l1-norm-pruning/lottery_*prune.py", _l1),
+    PruningMethod("convmagnitude", "weight", True, "Han et al. 2015; RT weight-level/cifar_prune_iterative.py",
+                  _convmagnitude, kinds=("conv",)),
 )}
 
 

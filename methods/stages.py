@@ -53,11 +53,11 @@ def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], l
                 data_root: str, download: bool, **extra) -> RunConfig:
     if model not in scale.models:
         raise ConfigError(f"model {model!r} has no entry in scale {scale.name!r}; known: {sorted(scale.models)}")
-    return validate(RunConfig, dict(model=model, knobs=scale.models[model], dataset=dataset, seed=seed,
-                                    epochs=scale.epochs, batch_size=scale.batch_size, test_batch_size=scale.test_batch_size,
-                                    train_images=scale.train_images, test_images=scale.test_images, milestones=milestones,
-                                    lrs=lrs, data_root=str(data_root), download=download, device=scale.device,
-                                    threads=scale.threads, **extra), "run config")
+    fields = dict(model=model, knobs=scale.models[model], dataset=dataset, seed=seed, epochs=scale.epochs,
+                  batch_size=scale.batch_size, test_batch_size=scale.test_batch_size, train_images=scale.train_images,
+                  test_images=scale.test_images, milestones=milestones, lrs=lrs, data_root=str(data_root),
+                  download=download, device=scale.device, threads=scale.threads)
+    return validate(RunConfig, {**fields, **extra}, "run config")  # extra may override (RT: batch, sparsity)
 
 
 def scaled_precision(name: str, scale: Scale) -> Precision | None:

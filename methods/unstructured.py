@@ -211,6 +211,33 @@ def rewind(model: nn.Module, init_state_dict: dict, masks: list[torch.Tensor],
 
 
 @torch.no_grad()
+def rescaled_he_(model: nn.Module, masks: list[torch.Tensor], kinds=("conv",)) -> nn.Module:
+    """Sparsity-rescaled He init of every listed weight, in place, from torch's global RNG:
+    ``w ~ N(0, sqrt(2 / n))`` with ``n = k*k*out * density`` (density = kept fraction of the
+    layer's ``mask``), i.e. the dense fan-out scale divided by sqrt(density); a layer with no
+    survivor is left as it is. Masks are not applied here (``apply_masks`` after).
+
+    Source: RT ``cifar/lottery-ticket/weight-level/cifar_scratch_no_longer.py`` (n = nonzero
+    mask entries / in_channels); REFERENCE.md section 9, Table 9's random-init arm.
+
+    Raises:
+        ValueError: wrong number of masks or a mask of the wrong shape.
+    """
+    pairs = prunable(model, kinds)
+    if len(masks) != len(pairs):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} prunable layers of kinds {tuple(kinds)}")
+    for (module, _), mask in zip(pairs, masks):
+        w = module.weight_orig if hasattr(module, "weight_orig") else module.weight
+        if mask.shape != w.shape:
+            raise ValueError(f"mask {tuple(mask.shape)} does not fit weight {tuple(w.shape)} of {module}")
+        kept = int(mask.sum())
+        if kept:
+            n = kept / w.shape[1]  # = k*k*out * density
+            w.normal_(0.0, math.sqrt(2.0 / n))
+    return refresh_weights(model)
+
+
+@torch.no_grad()
 def sparsity_report(model: nn.Module, kinds=("conv", "linear")) -> dict:
     """Nonzero effective weights of the listed layers.
 

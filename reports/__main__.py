@@ -1,9 +1,9 @@
 """Command line: ``python -m reports PAGE --scale S --results results/S [--data-root D]``.
 
-PAGE is table1, table2, figure1, figure2, figure3, index (or all). Outputs, relative to
+PAGE is table1, table2, figure1, figure2, figure3, table8, table9, index (or all). Outputs, relative to
 ``--results``: table1 -> tables/table1.csv, report/table1.html; table2 -> tables/table2.csv,
 tables/table2_improv.csv, report/table2.html; figure1 and figure2 -> tables/figureN.csv,
-report/figureN.png, report/figureN.html; figure3 -> report/figure3.png, report/figure3.html
+report/figureN.png, report/figureN.html; table8 and table9 -> tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
 (+ tables/figure3.csv); index -> report/index.html. Bad input ends with one line on stderr
 and exit status 2.
 """
