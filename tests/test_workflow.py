@@ -29,6 +29,7 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     # plus 12 LF and 9 LL cells (no LL for VGG16 on CIFAR-100), x 3 seeds; Figure 2 2 x 3 ratios x 5 draws x 3 seeds.
     assert jobs["search"] == 24 + 12 and jobs["data"] == 1
     assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3 + (12 + 9) * 3 + 2 * 3 * 5 * 3
+    assert jobs["dense"] == 50 and jobs["lottery"] == 300  # RT Tables 8 and 9 (test_rt_tables_list_five_seeds)
     assert "--scale full" in out  # --config results=... keeps the profile's full-scale config
     search = out[out.index("rule search:"):]
     resources = search[search.index("resources:"):].splitlines()[0]
@@ -43,7 +44,7 @@ def test_report_commands_parse(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
-    assert len(cmds) == 6
+    assert len(cmds) == 8
     for argv in cmds:
         parser().parse_args(argv)  # SystemExit on an unknown argument
 
@@ -66,6 +67,20 @@ def test_table2_shares_the_dense_runs(tmp_path):
     assert "--precision bfp8" in out and "-bfp8-s1/retrain/p0.3-eeb-continue-80-120-lr0.1-bfp8" in out  # an LL run
 
 
+def test_rt_tables_list_five_seeds(tmp_path):
+    """RT Tables 8 and 9 at full scale: 5 seeds; one dense run per (model, LR, seed) shared by every
+    row that prunes it: Table 8 3 models x 2 LRs x 5 seeds dense, 5 pruned models x 2 arms x 2 LRs x 5
+    seeds; Table 9 2 x 2 x 5 dense, 2 models x 5 ratios x 2 arms x 2 LRs x 5 seeds."""
+    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "table8", "table9", "-n", "-p", "--config", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    jobs = job_counts(out)
+    assert jobs["dense"] == 3 * 2 * 5 + 2 * 2 * 5 and jobs["lottery"] == 5 * 2 * 2 * 5 + 2 * 5 * 2 * 2 * 5
+    assert "search" not in jobs and "retrain" not in jobs
+    assert {int(s) for s in re.findall(r"--seed (\d+)", out)} == {1, 2, 3, 4, 5}
+    assert "dense/resnet110-cifar10-80-120-lr0.01-s5/lottery/l1-b-random" in out
+    assert "dense/resnet50-cifar10-80-120-lr0.1-s3/lottery/convmagnitude-p0.95-winning" in out
+
+
 def test_a_misspelt_config_key_stops_the_workflow(tmp_path):
     run = subprocess.run(SNAKEMAKE + ["all_tables", "-n", "--config", "data_rot=x", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -84,6 +99,9 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     for name in ("table1", "table2", "figure1", "figure2"):
         spec[name]["datasets"] = ["cifar10"]
     spec["figure3"]["dataset"] = "cifar10"
+    # RT: every arm, method and model family, each LR once: a ResNet and a VGG of each table
+    spec["table8"].update(models={"resnet56": ["b"], "vgg16l1": ["a"]}, lrs=[0.1])
+    spec["table9"].update(models=["resnet50", "vgg16bn"], ratios=[0.95], lrs=[0.01])
     (tmp_path / "tables.yaml").write_text(yaml.safe_dump(spec))
     cmd = SNAKEMAKE + ["all_tables", "--cores", "2", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}",
                        f"tables={tmp_path / 'tables.yaml'}"]
@@ -91,7 +109,7 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     assert run.returncode == 0, run.stderr[-3000:]
     report = Path(tmp_path) / "tiny" / "report"
     for page in ("index.html", "table1.html", "table2.html", "figure1.html", "figure2.html", "figure3.html", "figure1.png",
-                 "figure2.png", "figure3.png"):
+                 "figure2.png", "figure3.png", "table8.html", "table9.html"):
         assert (report / page).stat().st_size > 0
     import pandas as pd
 
@@ -116,6 +134,10 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     dense = json.loads(Path(SearchRun(ll.model, "cifar10", "80-120", 0.1, 1).path(f"{tmp_path}/tiny"), "result.json").read_text())
     assert ll.energy_rel == pytest.approx(run["energy"]["modelled_j"] / dense["energy"]["modelled_j"])
     assert run["energy"]["bits_search"] == run["energy"]["bits_retrain"] == 8
+    for t, n in (("table8", 2), ("table9", 2)):
+        rt = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / f"{t}.csv")
+        assert len(rt) == n and rt[["unpruned_mean", "winning_mean", "random_mean", "paper_winning_mean"]].notna().all().all()
+    assert "Not judged in our runs" in (report / "table9.html").read_text()  # one seed at tiny scale: no spread
     f2 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "figure2.csv")
     assert len(f2) == 15 and (f2.n_runs == 1).all() and f2.train_flops_units_mean.gt(0).all()
     assert f2.dense_acc_mean.notna().all() and f2.dense_fp32_acc_mean.notna().all()
