@@ -68,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
     r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue", "rewind"],
                    help="fresh init, drawn weights, continue from the draw epoch (EB Train), or rewind to theta_0 (LT)")
-    r.add_argument("--prune", default="bn", choices=sorted(PRUNING),
-                   help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip")
+    r.add_argument("--prune", default="bn", choices=sorted(set(PRUNING) - {"l1"}),
+                   help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip, convmagnitude (conv weights only)")
     _common(r)
     dn = sub.add_parser("dense", help="RT Tables 8/9: train the dense network, keeping theta_0 and the trained weights")
     dn.add_argument("--model", required=True, choices=sorted(MODELS))

@@ -214,7 +214,7 @@ def _snapshot(search_dir: Path, epoch: int) -> dict:
 
 
 def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.Module, classes: int,
-                   seed: int) -> torch.nn.Module:
+                   seed: int, kinds=("conv", "linear")) -> torch.nn.Module:
     """The network retraining starts from: the ticket's own weights ("drawn", "continue"), a fresh
     EB init from ``seed`` ("fresh"), or the search's initial weights theta_0 ("rewind")."""
     if init in ("drawn", "continue"):
@@ -229,8 +229,8 @@ def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.
     if init == "fresh":  # official SNIP trains a separate fresh init under the mask
         torch.manual_seed(seed)
         dense.reset_parameters()
-        return apply_masks(dense, ticket.weight_masks)
-    return rewind(ticket.model, _snapshot(search_dir, 0), ticket.weight_masks)
+        return apply_masks(dense, ticket.weight_masks, kinds)
+    return rewind(ticket.model, _snapshot(search_dir, 0), ticket.weight_masks, kinds)
 
 
 def _measured(rows: list[dict]) -> float | None:
@@ -274,6 +274,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     if init not in INITS:
         raise ConfigError(f"init={init!r}: choose one of {INITS}")
     method = get_pruning(prune)
+    if method.granularity == "filter":
+        raise ConfigError(f"--prune {prune} picks an RT architecture variant; run it with python -m methods lottery")
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
     lp = scaled_precision(precision, scale)  # bad names fail before any work
@@ -292,7 +294,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     meter.begin("prune")
     ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
     prune_energy = meter.end("prune")
-    net = _start_weights(ticket, init, search_dir, dense, classes, seed)
+    net = _start_weights(ticket, init, search_dir, dense, classes, seed, method.kinds)
     start = epoch if init == "continue" else 0
     if init == "continue":  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
         if start >= scale.epochs:

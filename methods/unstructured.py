@@ -154,6 +154,18 @@ def snip_masks(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Tensor, r
     return _global_masks([(w * g).abs() for w, g in zip(weights, grads)], ratio)
 
 
+def _fitting(model: nn.Module, masks: list[torch.Tensor], kinds) -> list[tuple[nn.Module, str]]:
+    """``prunable(model, kinds)``, checked to match ``masks`` one to one in shape (ValueError if not)."""
+    pairs = prunable(model, kinds)
+    if len(masks) != len(pairs):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} prunable layers of kinds {tuple(kinds)}")
+    for (module, _), mask in zip(pairs, masks):
+        w = effective_weight(module)
+        if mask.shape != w.shape:
+            raise ValueError(f"mask {tuple(mask.shape)} does not fit weight {tuple(w.shape)} of {module}")
+    return pairs
+
+
 def apply_masks(model: nn.Module, masks: list[torch.Tensor], kinds=("conv", "linear")) -> nn.Module:
     """Hold ``masks`` (one per ``prunable(model, kinds)`` entry, True = kept) with
     ``prune.custom_from_mask``; a second call intersects with the masks already there.
@@ -164,13 +176,9 @@ def apply_masks(model: nn.Module, masks: list[torch.Tensor], kinds=("conv", "lin
     Raises:
         ValueError: wrong number of masks or a mask of the wrong shape.
     """
-    pairs = prunable(model, kinds)
-    if len(masks) != len(pairs):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} prunable layers of kinds {tuple(kinds)}")
+    pairs = _fitting(model, masks, kinds)
     for (module, name), mask in zip(pairs, masks):
         w = getattr(module, name)
-        if mask.shape != w.shape:
-            raise ValueError(f"mask {tuple(mask.shape)} does not fit weight {tuple(w.shape)} of {module}")
         with torch.no_grad():  # no graph in module.weight: the model stays deep-copyable
             prune.custom_from_mask(module, name, mask.to(w.device))
             module.weight_orig.mul_(module.weight_mask)
@@ -223,13 +231,8 @@ def rescaled_he_(model: nn.Module, masks: list[torch.Tensor], kinds=("conv",)) -
     Raises:
         ValueError: wrong number of masks or a mask of the wrong shape.
     """
-    pairs = prunable(model, kinds)
-    if len(masks) != len(pairs):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} prunable layers of kinds {tuple(kinds)}")
-    for (module, _), mask in zip(pairs, masks):
+    for (module, _), mask in zip(_fitting(model, masks, kinds), masks):
         w = module.weight_orig if hasattr(module, "weight_orig") else module.weight
-        if mask.shape != w.shape:
-            raise ValueError(f"mask {tuple(mask.shape)} does not fit weight {tuple(w.shape)} of {module}")
         kept = int(mask.sum())
         if kept:
             n = kept / w.shape[1]  # = k*k*out * density

@@ -84,8 +84,8 @@ def scale_note(scale: Scale) -> str:
     timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
     knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
     knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"
-    return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size}, "
-            f"{imgs}, {timgs}, seeds {list(scale.seeds)}; models: {knobs}. Epochs in the paper's tables are mapped to "
+    return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size} (RT: {scale.batch(64)}), "
+            f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); models: {knobs}. Epochs in the paper's tables are mapped to "
             f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
             f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}."
             + ("" if scale.name == "full" else " At this reduced scale accuracies sit far below the papers': the "

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vgg import VGG16_CFG, scaled_cfg
+from .vgg import VGG16_CFG, scaled_cfg, vgg_features
 
 #: Initial BatchNorm1d weight of the L1 VGG classifier: "uniform" U(0, 1) is PyTorch <= 1.1's
 #: default (the official code ran on 0.3.1; pytorch/pytorch PR 12325), "ones" today's default.
@@ -47,15 +47,7 @@ class RTVGG(nn.Module):
         if bn1d_init not in BN1D_INITS:
             raise ValueError(f"bn1d_init={bn1d_init!r}: choose one of {BN1D_INITS}")
         self.cfg, self.hidden, self.conv_bias, self.bn1d_init = list(cfg), hidden, conv_bias, bn1d_init
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for v in self.cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(in_ch, v, 3, padding=1, bias=conv_bias), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-                in_ch = v
-        self.features = nn.Sequential(*layers)
+        self.features, in_ch = vgg_features(self.cfg, conv_bias)
         self.pool = nn.AvgPool2d(2)
         if hidden is None:
             self.classifier = nn.Linear(in_ch, num_classes)

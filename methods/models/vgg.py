@@ -22,6 +22,20 @@ def scaled_cfg(cfg, width: float) -> list:
     return [c if c == "M" else max(1, int(round(c * width))) for c in cfg]
 
 
+def vgg_features(cfg, bias: bool = False) -> tuple[nn.Sequential, int]:
+    """Conv3x3 (padding 1) -> BatchNorm2d -> ReLU per width of ``cfg``, MaxPool2d(2) per "M";
+    returns the stack and its output channels (EB and RT ``models/vgg.py`` alike)."""
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1, bias=bias), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+            in_ch = v
+    return nn.Sequential(*layers), in_ch
+
+
 class VGG(nn.Module):
     """Cfg-driven CIFAR VGG; a pruned cfg builds the pruned network.
 
@@ -31,15 +45,7 @@ class VGG(nn.Module):
     def __init__(self, cfg=VGG16_CFG, num_classes: int = 10):
         super().__init__()
         self.cfg = list(cfg)
-        layers: list[nn.Module] = []
-        in_ch = 3
-        for v in self.cfg:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(in_ch, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-                in_ch = v
-        self.features = nn.Sequential(*layers)
+        self.features, in_ch = vgg_features(self.cfg)
         self.pool = nn.AvgPool2d(2)
         self.classifier = nn.Linear(in_ch, num_classes)
         self.reset_parameters()
