@@ -108,7 +108,8 @@ rule retrain:
 # RT Tables 8 and 9: one dense run per (model, LR, seed), pruned by every cell of that model.
 rule dense:
     input: ancient(f"{R}/data.json")
-    output: f"{R}/dense/{{dense}}/result.json"
+    output: f"{R}/dense/{{dense}}/result.json", f"{R}/dense/{{dense}}/snapshots/epoch0.pt",
+        f"{R}/dense/{{dense}}/snapshots/final.pt"
     log: f"{R}/dense/{{dense}}/log.txt"
     params: d=lambda wc: parse_dense(wc.dense)
     shell:

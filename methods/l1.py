@@ -196,8 +196,9 @@ def _last_linear(model: nn.Module) -> nn.Linear:
 
 @torch.no_grad()
 def zero_filters(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
-    """In place: the pruned filters of ``masks`` and their BN gamma and beta set to zero (the
-    masked dense network the physical pruning must match, and what RT's lottery scripts train).
+    """In place: the pruned filters of ``masks`` and their BN gamma and beta set to zero: the
+    masked dense network whose eval-mode outputs the physical pruning must match. (RT's lottery
+    scripts zero only the conv filters; with beta starting at 0 those channels stay dead.)
     Returns ``model``."""
     for conv, mask in zip(prunable_convs(model), masks):
         conv.weight[~mask] = 0

@@ -6,11 +6,12 @@ trains the pruned one from either arm:
 
 * ``winning`` (winning ticket): the kept weights take their values in theta_0 (RT
   ``main_lottery.py``, ``lottery_ticket.py``); every other parameter and buffer is theta_0's too;
-* ``random`` (random init): a fresh draw of the dense network from seed ``seed + RANDOM_SEED_OFFSET``,
-  pruned with the same mask. Structured (``l1``): the kept filters of that dense-scale He
-  fan-out draw (RT ``main_scratch_mask.py``: n = 9 * out of the dense layer). Unstructured
-  (``convmagnitude``): conv weights N(0, sqrt(2/n)), n = 9 * out * layer density (RT
-  ``cifar_scratch_no_longer.py``), times the mask.
+* ``random`` (random init), drawn from seed ``seed + RANDOM_SEED_OFFSET`` and pruned with the
+  same mask. Structured (``l1``, RT ``main_scratch_mask.py``): theta_0 with every conv weight
+  redrawn He fan-out at the dense layer's scale (n = 9 * out of the dense layer), then the kept
+  filters; BN and Linear keep theta_0's values, as the official seed-1 rebuild gives. Unstructured
+  (``convmagnitude``, RT ``cifar_scratch_no_longer.py``): a whole new network, its conv weights
+  N(0, sqrt(2/n)) with n = 9 * out * layer density, times the mask.
 
 Both arms, and the dense run, use the same recipe at the same LR: SGD momentum 0.9, weight
 decay 1e-4, no L1 on BN, 160 epochs (scaled), LR x0.1 at 80 and 120, batch 64 (RT ``main.py``,
@@ -30,6 +31,7 @@ from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
 from .io import load_torch, read_json, save_torch, write_json
 from .models import build_model
+from .models.rt import he_normal_
 from .provenance import provenance
 from .pruning import get_pruning
 from .stages import _measured, _run_config, _setup, _summary
@@ -67,8 +69,8 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
         ConfigError: a model without an entry in the scale; DatasetError: no data.
     """
     out = Path(out)
-    if (out / "result.json").is_file():
-        return read_json(out / "result.json")
+    if all((out / f).is_file() for f in ("result.json", "snapshots/epoch0.pt", "snapshots/final.pt")):
+        return read_json(out / "result.json")  # a lost snapshot retrains the run (same seed, same theta_0)
     cfg = _rt_config(scale, model, dataset, sched, lr, seed, data_root, download)
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
     torch.manual_seed(seed)
@@ -111,14 +113,20 @@ def start_network(arm: str, prune: str, ticket, theta0: dict, cfg_model: str, kn
     if arm not in ARMS:
         raise ConfigError(f"arm={arm!r}: choose one of {ARMS}")
     method = get_pruning(prune)
-    if arm == "winning":
-        dense = build_model(cfg_model, classes, **knobs)
+    dense = build_model(cfg_model, classes, **knobs)
+    if method.granularity == "filter":
         dense.load_state_dict(theta0)
-    else:
+        if arm == "random":  # main_scratch_mask.py: theta_0's BN and Linear, every conv redrawn at the dense scale
+            torch.manual_seed(seed + RANDOM_SEED_OFFSET)
+            for m in dense.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    he_normal_(m.weight, m.kernel_size[0] * m.kernel_size[1] * m.out_channels)
+        return prune_filters(dense, ticket.filter_masks)
+    if arm == "winning":
+        dense.load_state_dict(theta0)
+    else:  # cifar_scratch_no_longer.py: a whole new network from a new seed
         torch.manual_seed(seed + RANDOM_SEED_OFFSET)
         dense = build_model(cfg_model, classes, **knobs)
-    if method.granularity == "filter":
-        return prune_filters(dense, ticket.filter_masks)
     if arm == "winning":
         return rewind(dense, theta0, ticket.weight_masks, method.kinds)
     rescaled_he_(dense, ticket.weight_masks, method.kinds)

@@ -177,6 +177,8 @@ def test_l1_random_arm_keeps_the_dense_scale():
     w = net.blocks[0].conv1.weight  # 16 -> 6 filters
     assert w.shape[0] == 6
     assert w.std().item() == pytest.approx(math.sqrt(2 / (9 * 16)), rel=0.1)  # not sqrt(2 / (9 * 6))
+    assert not torch.equal(net.conv1.weight, dense.conv1.weight)  # every conv redrawn
+    assert torch.equal(net.fc.weight, dense.fc.weight) and torch.equal(net.bn1.weight, dense.bn1.weight)  # theta_0's
 
 
 def test_masked_weights_stay_exactly_zero_through_training_and_resume(tmp_path, data_root):
