@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
     lt = sub.add_parser("lottery", help="RT Tables 8/9: prune a dense run and train the winning ticket or a random init "
                         "(schedule, LR and batch are the dense run's)")
     lt.add_argument("--dense", required=True, help="output folder of the dense run")
-    lt.add_argument("--prune", required=True, choices=["l1", "convmagnitude"],
+    lt.add_argument("--prune", required=True, choices=["l1", "convmagnitude"],  # methods.lottery.LOTTERY_METHODS
                     help="l1 (Li et al. filter pruning, Table 8) or convmagnitude (global |w| of conv weights, Table 9)")
     lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
     lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")

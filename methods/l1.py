@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .models import CifarResNet, RTVGG
+from .prune import _copy_bn  # the kept channels of a BN, as EB physical pruning copies them
 
 
 @dataclass(frozen=True)
@@ -131,13 +132,6 @@ def _copy_conv(dst: nn.Conv2d, src: nn.Conv2d, keep_out, keep_in) -> None:
     dst.weight.data.copy_(w if keep_in is None else w[:, keep_in])
     if src.bias is not None:
         dst.bias.data.copy_(src.bias.data if keep_out is None else src.bias.data[keep_out])
-
-
-def _copy_bn(dst, src, keep) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        t = getattr(src, name).data
-        getattr(dst, name).data.copy_(t if keep is None else t[keep])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
 
 
 @torch.no_grad()

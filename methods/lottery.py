@@ -30,6 +30,7 @@ from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
 from .io import load_torch, read_json, save_torch, write_json
+from .l1 import prune_filters
 from .models import build_model
 from .models.rt import he_normal_
 from .provenance import provenance
@@ -37,19 +38,15 @@ from .pruning import get_pruning
 from .stages import _measured, _run_config, _setup, _summary
 from .train import fit
 from .unstructured import apply_masks, effective_macs, rescaled_he_, rewind, sparsity_report
-from .l1 import prune_filters
 
 ARMS = ("winning", "random")
+#: The pruning methods (``methods.pruning.PRUNING``) of RT Table 8 and Table 9.
+LOTTERY_METHODS = ("l1", "convmagnitude")
 #: RT trains every lottery run with batch 64 (``main.py``/``cifar.py --train-batch``); see ``Scale.batch``.
 RT_BATCH = 64
 #: The random-init arm draws its start from this seed offset, apart from the dense run's seed
 #: (RT ``cifar_scratch_no_longer.py`` takes a new random seed).
 RANDOM_SEED_OFFSET = 1000
-
-
-def _rt_config(scale, model, dataset, sched, lr, seed, data_root, download, **extra):
-    return _run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
-                       batch_size=scale.batch(RT_BATCH), sparsity=0.0, **extra)
 
 
 def _energy(meter, log, flops) -> dict:
@@ -71,7 +68,8 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
     out = Path(out)
     if all((out / f).is_file() for f in ("result.json", "snapshots/epoch0.pt", "snapshots/final.pt")):
         return read_json(out / "result.json")  # a lost snapshot retrains the run (same seed, same theta_0)
-    cfg = _rt_config(scale, model, dataset, sched, lr, seed, data_root, download)
+    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
+                      batch_size=scale.batch(RT_BATCH), sparsity=0.0)
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
     torch.manual_seed(seed)
     net = build_model(model, classes, **cfg.knobs)
@@ -151,7 +149,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     if (out / "result.json").is_file():
         return read_json(out / "result.json")
     method = get_pruning(prune)
-    if method.granularity == "channel" or prune in ("magnitude", "snip"):
+    if prune not in LOTTERY_METHODS:
         raise ConfigError(f"--prune {prune} is an EB Table 2 method; the lottery stage takes l1 or convmagnitude")
     tgt = _target(prune, target)
     if arm not in ARMS:
