@@ -1,10 +1,10 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, table2, figure1, figure2, figure3 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
+# Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
 import sys
 from dataclasses import replace
 
 from methods.cells import (figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
-                          parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells)
+                          parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells, table4_cells)
 from methods.config import load_scale
 
 configfile: "config.yaml"
@@ -20,26 +20,33 @@ DOWNLOAD = "--download" if config.get("download") else ""
 SPEC = load_tables(config.get("tables"))
 TABLES = f"--tables {config['tables']}" if config.get("tables") else ""
 T1 = [run for cell in table1_cells(SCALE, SPEC) for run in cell.runs]
+T4 = [run for cell in table4_cells(SCALE, SPEC) for run in cell.runs]
 T2 = [run for cell in table2_cells(SCALE, SPEC) for run in cell.runs]
 F1 = figure_runs(SCALE, SPEC, "figure1")
 F2 = figure_runs(SCALE, SPEC, "figure2")
 F3 = figure3_searches(SCALE, SPEC)
+F5 = figure3_searches(SCALE, SPEC, "figure5")
 T8 = lottery_runs(SCALE, SPEC, ["table8"])
 T9 = lottery_runs(SCALE, SPEC, ["table9"])
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 
 wildcard_constraints:
-    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?-s[0-9]+",
-    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9.]+(-[a-z][a-z0-9]*)?",
+    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?-s[0-9]+",
+    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?",
     dense=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
     ticket=r"[a-z0-9]+-(p[0-9.]+|[a-z])-(winning|random)",
 
-localrules: all_tables, table1, table2, figure1, figure2, figure3, table8, table9, data, report_table1, report_table2,
-    report_figure1, report_figure2, report_figure3, report_table8, report_table9, report_index
+localrules: all_tables, table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, data, report_table1,
+    report_table2, report_table4, report_figure1, report_figure2, report_figure3, report_figure5, report_table8,
+    report_table9, report_fidelity, report_index
 
 
 def results(runs):
     return sorted({f"{r.path(R)}/result.json" for r in runs})
+
+
+def lrs_flag(run):
+    return f"--lrs {','.join(f'{x:g}' for x in run.lrs)}" if run.lrs else ""
 
 
 rule all_tables:
@@ -54,6 +61,10 @@ rule table2:
     input: f"{R}/report/table2.html"
 
 
+rule table4:
+    input: f"{R}/report/table4.html"
+
+
 rule figure1:
     input: f"{R}/report/figure1.html"
 
@@ -64,6 +75,10 @@ rule figure2:
 
 rule figure3:
     input: f"{R}/report/figure3.html"
+
+
+rule figure5:
+    input: f"{R}/report/figure5.html"
 
 
 rule table8:
@@ -85,10 +100,10 @@ rule search:
     input: ancient(f"{R}/data.json")  # a re-checked data root must not retrain anything
     output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
     log: f"{R}/search/{{search}}/log.txt"
-    params: s=lambda wc: parse_search(wc.search)
+    params: s=lambda wc: parse_search(wc.search), lrs=lambda wc: lrs_flag(parse_search(wc.search))
     shell:
         "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
-        " --schedule {params.s.schedule} --lr {params.s.lr} --seed {params.s.seed} --precision {params.s.precision}"
+        " --schedule {params.s.schedule} --lr {params.s.lr} {params.lrs} --seed {params.s.seed} --precision {params.s.precision}"
         " --snapshot-epochs {SNAPSHOTS}"
         " --out {R}/search/{wildcards.search} > {log} 2>&1"
 
@@ -97,11 +112,11 @@ rule retrain:
     input: f"{R}/search/{{search}}/result.json"
     output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
     log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-    params: r=lambda wc: parse_retrain(wc.search, wc.run)
+    params: r=lambda wc: parse_retrain(wc.search, wc.run), lrs=lambda wc: lrs_flag(parse_retrain(wc.search, wc.run))
     shell:
         "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
         " --ratio {params.r.ratio} --prune {params.r.prune} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
-        " --lr {params.r.lr} --seed {params.r.search.seed} --precision {params.r.precision} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
+        " --lr {params.r.lr} {params.lrs} --seed {params.r.search.seed} --precision {params.r.precision} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
         " > {log} 2>&1"
 
 
@@ -134,6 +149,12 @@ rule report_table1:
     shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
+rule report_table4:
+    input: results(T4)
+    output: f"{R}/tables/table4.csv", f"{R}/report/table4.html"
+    shell: "{PY} -m reports table4 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
 rule report_table2:
     input: results(T2), results({r.search for r in T2}), results({replace(r.search, precision="fp32") for r in T2})
     output: f"{R}/tables/table2.csv", f"{R}/tables/table2_improv.csv", f"{R}/report/table2.html"
@@ -158,6 +179,19 @@ rule report_figure3:
     shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
+# Figure 5 trains nothing: the FLOPs come from the searches' |gamma| history and the pruned architectures.
+rule report_figure5:
+    input: results(F5), [f"{s.path(R)}/history.npz" for s in F5]
+    output: f"{R}/tables/figure5.csv", f"{R}/report/figure5.png", f"{R}/report/figure5.html"
+    shell: "{PY} -m reports figure5 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
+rule report_fidelity:
+    input: "reports/fidelity.yaml"
+    output: f"{R}/report/fidelity.html"
+    shell: "{PY} -m reports fidelity --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
 rule report_table8:
     input: results(T8), results({r.dense for r in T8})
     output: f"{R}/tables/table8.csv", f"{R}/report/table8.html"
@@ -171,7 +205,8 @@ rule report_table9:
 
 
 rule report_index:
-    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/figure1.html", f"{R}/report/figure2.html",
-        f"{R}/report/figure3.html", f"{R}/report/table8.html", f"{R}/report/table9.html"
+    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/table4.html", f"{R}/report/figure1.html",
+        f"{R}/report/figure2.html", f"{R}/report/figure3.html", f"{R}/report/figure5.html", f"{R}/report/table8.html",
+        f"{R}/report/table9.html", f"{R}/report/fidelity.html"
     output: f"{R}/report/index.html"
     shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES}"

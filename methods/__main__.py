@@ -1,4 +1,4 @@
-"""Command line: ``python -m methods {flops,data,search,retrain,dense,lottery} ...``.
+"""Command line: ``python -m methods {flops,data,search,retrain,dense,lottery,status,rerun} ...``.
 
 Bad input ends with one line on stderr naming the fix and exit status 2.
 """
@@ -83,6 +83,25 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
     lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")
     _common(lt, schedule=False, eb=False)
+    st = sub.add_parser("status", help="cells of each table done, running, missing or failed, from the result files alone")
+    st.add_argument("--scale", default="smoke")
+    st.add_argument("--results", default="results", help="results root (the workflow's results= key)")
+    st.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
+    st.add_argument("--list", metavar="TABLE", default=None, help="list every cell id of TABLE with its state")
+    st.add_argument("--stale-minutes", type=float, default=None, help="a run whose log has not moved this long counts as failed")
+    rr = sub.add_parser("rerun", help="rerun one cell of a table: force its own stages, refresh its page, print its result")
+    rr.add_argument("table", help="table1, table2, table4, table8, table9, figure1, figure2, figure3 or figure5")
+    rr.add_argument("cell", help="cell id as its page titles it, e.g. vgg16/80-120/cifar100/10 (status --list TABLE lists them)")
+    rr.add_argument("--scale", default="smoke")
+    rr.add_argument("--results", default="results", help="results root (the workflow's results= key)")
+    rr.add_argument("--data-root", default="data")
+    rr.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
+    rr.add_argument("--seed", type=int, action="append", help="only this seed (repeatable; default every seed of the cell)")
+    rr.add_argument("--cores", type=int, default=1)
+    rr.add_argument("--upstream", action="store_true", help="force the shared search/dense runs too (changes every cell using them)")
+    rr.add_argument("-n", "--dry-run", action="store_true", help="list the jobs it would run, run nothing")
+    rr.add_argument("--slurm", action="store_true", help="send it to SLURM through submitit instead of running here")
+    rr.add_argument("--cluster", default=None, help=argparse.SUPPRESS)  # submitit cluster: tests use "debug"
     return ap
 
 
@@ -100,6 +119,10 @@ def main(argv=None) -> int:
             write_json(args.out, {"data_root": args.data_root, **counts})
             print(json.dumps(counts))
             return 0
+        if args.cmd == "status":
+            return _status(args)
+        if args.cmd == "rerun":
+            return _rerun(args)
         scale = load_scale(args.scale)
         if args.cmd == "flops":
             from .flops import complexity
@@ -137,9 +160,45 @@ def main(argv=None) -> int:
                               args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune, args.precision)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
                               **({"no_ticket": res["no_ticket"]} if "no_ticket" in res else {})}))
-    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _status(args) -> int:
+    from .cells import cells_of, load_tables
+    from .status import STALE_MINUTES, cell_state, format_status, table_status
+
+    scale, spec = load_scale(args.scale), load_tables(args.tables)
+    root = f"{args.results}/{scale.name}"
+    kw = {"stale_minutes": args.stale_minutes or STALE_MINUTES}
+    if args.list:
+        for c in cells_of(scale, args.list, spec):
+            print(f"{cell_state(c, root, **kw):<8} {c.id}")
+    else:
+        print(f"scale {scale.name}, results {root}")
+        print(format_status(table_status(scale, root, spec, **kw)))
+    return 0
+
+
+def _rerun(args) -> int:
+    from .rerun import command, rerun, submit
+
+    kw = dict(table=args.table, cell_id=args.cell, scale=args.scale, results=args.results, data_root=args.data_root,
+              seeds=args.seed, tables=args.tables, cores=args.cores, upstream=args.upstream, dry_run=args.dry_run)
+    if args.slurm:
+        job = submit(cluster=args.cluster, **kw)
+        print(f"submitted {command(args.table, args.cell, args.scale, args.results, args.data_root, args.seed, args.tables)}"
+              f" as job {job.job_id}; logs under {job.paths.folder}")
+        if args.cluster == "debug":  # in-process: run it now
+            out = job.result()
+            print(json.dumps(out))
+        return 0
+    out = rerun(**kw)
+    print(f"jobs: {json.dumps(out['jobs'])}")
+    for r in out["runs"]:
+        print(f"{r['path']}: best_acc {r['best_acc']:.2f}, final_acc {r['final_acc']:.2f}")
     return 0
 
 

@@ -6,6 +6,7 @@ subnetwork. Their ``path`` is where the workflow writes their ``result.json``.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,21 @@ import yaml
 from .config import ROOT, Scale
 
 TABLES_YAML = ROOT / "benchmarks" / "tables.yaml"
+
+
+def explicit_lrs(lr: float, later: list[float] | None) -> tuple[float, ...] | None:
+    """The LRs ``(lr, *later)`` of a schedule, or None when they are the default x0.1 steps
+    (so Table 4's LR 0.1 rows are Table 1's runs, not copies)."""
+    if not later:
+        return None
+    lrs = (float(lr), *map(float, later))
+    default = [lr * 0.1 ** k for k in range(len(lrs))]
+    return None if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(lrs, default)) else lrs
+
+
+def _lr_name(lr: float, lrs: tuple[float, ...] | None) -> str:
+    """"lr0.1", or with explicit LRs "lr0.5_0.01_0.001"."""
+    return f"lr{lr:g}" + ("".join(f"_{x:g}" for x in lrs[1:]) if lrs else "")
 
 
 @dataclass(frozen=True)
@@ -28,11 +44,12 @@ class SearchRun:
     lr: float
     seed: int
     precision: str = "fp32"
+    lrs: tuple[float, ...] | None = None  # explicit LRs (Table 4); None = lr, lr/10, lr/100
 
     @property
     def name(self) -> str:
         lp = "" if self.precision == "fp32" else f"-{self.precision}"  # FP32 searches keep their spine-era names
-        return f"{self.model}-{self.dataset}-{self.schedule}-lr{self.lr:g}{lp}-s{self.seed}"
+        return f"{self.model}-{self.dataset}-{self.schedule}-{_lr_name(self.lr, self.lrs)}{lp}-s{self.seed}"
 
     def path(self, results: str) -> str:
         return f"{results}/search/{self.name}"
@@ -57,12 +74,13 @@ class RetrainRun:
     lr: float = 0.1
     prune: str = "bn"
     precision: str = "fp32"
+    lrs: tuple[float, ...] | None = None  # explicit LRs, as SearchRun.lrs
 
     @property
     def name(self) -> str:
         method = "" if self.prune == "bn" else f"{self.prune}-"  # BN-pruned runs keep their spine-era names
         lp = "" if self.precision == "fp32" else f"-{self.precision}"
-        return f"{method}p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-lr{self.lr:g}{lp}"
+        return f"{method}p{self.ratio:g}-e{self.draw}-{self.init}-{self.schedule}-{_lr_name(self.lr, self.lrs)}{lp}"
 
     def path(self, results: str) -> str:
         return f"{self.search.path(results)}/retrain/{self.name}"
@@ -70,13 +88,22 @@ class RetrainRun:
 
 @dataclass(frozen=True)
 class Table1Cell:
-    """One cell of EB Table 1: row (model, schedule), column (dataset, draw), one run per seed."""
+    """One cell of EB Table 1 (row: model, search schedule) or Table 4 (row: model, initial LR);
+    column (dataset, draw); one run per seed."""
 
     model: str
     dataset: str
     schedule: str
     draw: str
     runs: tuple[RetrainRun, ...]
+    lr: float = 0.1
+    table: str = "table1"
+
+    @property
+    def id(self) -> str:
+        """Row then column: "vgg16/0-100/cifar100/10" (Table 1), "vgg16/lr0.5/cifar100/10" (Table 4)."""
+        row = self.schedule if self.table == "table1" else f"lr{self.lr:g}"
+        return f"{self.model}/{row}/{self.dataset}/{self.draw}"
 
 
 def load_tables(path=None) -> dict:
@@ -101,7 +128,25 @@ def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
                 for draw in s["draws"]:
                     runs = tuple(RetrainRun(SearchRun(model, ds, sched, s["lr"], seed), s["ratio"], draw, s["init"],
                                             s["retrain_schedule"], s["lr"]) for seed in scale.seeds_for(s["runs"]))
-                    cells.append(Table1Cell(model, ds, sched, draw, runs))
+                    cells.append(Table1Cell(model, ds, sched, draw, runs, s["lr"]))
+    return cells
+
+
+def table4_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
+    """EB Table 4: Table 1's [80,120] cells at each model's initial LRs (``tables.yaml``
+    ``table4.models``). Search and retraining both start at the row's LR and step to
+    ``later_lrs`` (the paper's 0.01, 0.001; null: the code's x0.1 steps, 0.5 -> 0.05 -> 0.005;
+    REFERENCE.md section 2). The LR 0.1 cells are Table 1's runs (the same paths)."""
+    s = (spec or load_tables())["table4"]
+    cells = []
+    for model, lrs in s["models"].items():
+        for lr in lrs:
+            ex = explicit_lrs(lr, s.get("later_lrs"))
+            for ds in s["datasets"]:
+                for draw in s["draws"]:
+                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], lr, seed, lrs=ex), s["ratio"], draw, s["init"],
+                                            s["schedule"], lr, lrs=ex) for seed in scale.seeds_for(s["runs"]))
+                    cells.append(Table1Cell(model, ds, s["schedule"], draw, runs, lr, "table4"))
     return cells
 
 
@@ -117,6 +162,11 @@ class Table2Cell:
     method: str
     ratio: float
     runs: tuple[RetrainRun, ...]
+
+    @property
+    def id(self) -> str:
+        """Block, row, column: "vgg16/cifar10/eb_train/0.3"."""
+        return f"{self.model}/{self.dataset}/{self.method}/{self.ratio:g}"
 
 
 def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
@@ -205,6 +255,11 @@ class LotteryCell:
     dense: tuple[DenseRun, ...]
     arms: dict  # arm -> tuple[LotteryRun, ...]
 
+    @property
+    def id(self) -> str:
+        """LR, model, variant or ratio: "lr0.1/resnet56/a", "lr0.01/vgg16bn/0.95"; an arm's cell adds "/winning"."""
+        return f"lr{self.lr:g}/{self.model}/{self.target}"
+
 
 def lottery_cells(scale: Scale, table: str, spec: dict | None = None) -> list[LotteryCell]:
     """Every row of RT ``table`` ("table8" or "table9") in the paper's order: LR, model, variant or ratio."""
@@ -227,9 +282,13 @@ def lottery_runs(scale: Scale, spec: dict | None = None, tables=("table8", "tabl
     return [r for t in tables if t in spec for c in lottery_cells(scale, t, spec) for runs in c.arms.values() for r in runs]
 
 
-def figure3_searches(scale: Scale, spec: dict | None = None) -> list[SearchRun]:
-    s = (spec or load_tables())["figure3"]
-    return [SearchRun(m, s["dataset"], s["schedule"], s["lr"], scale.seeds[0]) for m in s["models"]]
+def figure3_searches(scale: Scale, spec: dict | None = None, figure: str = "figure3") -> list[SearchRun]:
+    """The searches a figure reads without retraining: Figure 3's mask-distance matrices (one
+    seed per model on ``dataset``), Figure 5's FLOPs (``runs`` seeds per model and dataset)."""
+    s = (spec or load_tables())[figure]
+    datasets = s.get("datasets", [s.get("dataset")])
+    seeds = scale.seeds_for(s["runs"]) if "runs" in s else scale.seeds[:1]
+    return [SearchRun(m, ds, s["schedule"], s["lr"], seed) for m in s["models"] for ds in datasets for seed in seeds]
 
 
 def snapshot_draws(spec: dict | None = None) -> list[str]:
@@ -244,10 +303,10 @@ def snapshot_draws(spec: dict | None = None) -> list[str]:
     return sorted(d for d in draws if d not in ("best", "eb", "eb_official", "0"))
 
 
-_SEARCH = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+)"
+_SEARCH = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+)(?P<later>(?:_[0-9.]+)*)"
                      r"(?:-(?P<precision>[a-z][a-z0-9]*))?-s(?P<seed>\d+)")
 _RETRAIN = re.compile(r"(?:(?P<prune>[a-z]+)-)?p(?P<ratio>[0-9.]+)-e(?P<draw>[a-z0-9_]+)-(?P<init>[a-z]+)"
-                      r"-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+?)(?:-(?P<precision>[a-z][a-z0-9]*))?")
+                      r"-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+?)(?P<later>(?:_[0-9.]+)*)(?:-(?P<precision>[a-z][a-z0-9]*))?")
 
 
 def _match(pattern: re.Pattern, name: str, what: str) -> dict:
@@ -264,7 +323,12 @@ def parse_search(name: str) -> SearchRun:
         ValueError: not a search run name.
     """
     g = _match(_SEARCH, name, "search")
-    return SearchRun(g["model"], g["dataset"], g["schedule"], float(g["lr"]), int(g["seed"]), g["precision"] or "fp32")
+    return SearchRun(g["model"], g["dataset"], g["schedule"], float(g["lr"]), int(g["seed"]), g["precision"] or "fp32",
+                     _parse_lrs(g["lr"], g["later"]))
+
+
+def _parse_lrs(lr: str, later: str) -> tuple[float, ...] | None:
+    return explicit_lrs(float(lr), [float(x) for x in later.split("_")[1:]]) if later else None
 
 
 _DENSE = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d+-\d+)-lr(?P<lr>[0-9.]+)-s(?P<seed>\d+)")
@@ -299,4 +363,79 @@ def parse_retrain(search: str, run: str) -> RetrainRun:
     """
     g = _match(_RETRAIN, run, "retraining")
     return RetrainRun(parse_search(search), float(g["ratio"]), g["draw"], g["init"], g["schedule"], float(g["lr"]),
-                      g["prune"] or "bn", g["precision"] or "fp32")
+                      g["prune"] or "bn", g["precision"] or "fp32", _parse_lrs(g["lr"], g["later"]))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of any table or figure, for cell pages, ``status`` and ``rerun``: its own runs
+    (retrainings or lottery arms; a figure read from searches alone lists those), one per seed,
+    and the shared runs they start from (``upstream``: searches or dense runs)."""
+
+    table: str
+    id: str
+    runs: tuple
+    upstream: tuple = ()
+
+    @property
+    def slug(self) -> str:
+        """File-name form of ``id``: "vgg16_80-120_cifar100_10"."""
+        return self.id.replace("/", "_")
+
+
+#: Everything ``cells_of`` knows: the pages that have cells.
+CELL_TABLES = ("table1", "table2", "table4", "table8", "table9", "figure1", "figure2", "figure3", "figure5")
+
+
+def seed_of(run) -> int:
+    """The seed of any run dataclass (a retraining's or lottery arm's is its search's or dense run's)."""
+    for attr in ("search", "dense"):
+        if hasattr(run, attr):
+            return getattr(run, attr).seed
+    return run.seed
+
+
+def _unique(runs) -> tuple:
+    return tuple(dict.fromkeys(runs))
+
+
+def cells_of(scale: Scale, table: str, spec: dict | None = None) -> list[Cell]:
+    """The cells of ``table`` (one of ``CELL_TABLES``) in the paper's order.
+
+    Raises:
+        ValueError: unknown table.
+    """
+    spec = spec or load_tables()
+    if table not in CELL_TABLES:
+        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(CELL_TABLES)}")
+    if table not in spec:
+        return []
+    if table in ("table1", "table4", "table2"):
+        fn = {"table1": table1_cells, "table4": table4_cells, "table2": table2_cells}[table]
+        return [Cell(table, c.id, c.runs, _unique(r.search for r in c.runs)) for c in fn(scale, spec) if c.runs]
+    if table in ("table8", "table9"):
+        return [Cell(table, f"{c.id}/{arm}", runs, c.dense) for c in lottery_cells(scale, table, spec)
+                for arm, runs in c.arms.items()]
+    if table in ("figure1", "figure2"):
+        points: dict = {}
+        for r in figure_runs(scale, spec, table):
+            points.setdefault(f"{r.search.model}/{r.search.dataset}/p{r.ratio:g}/{r.draw}", []).append(r)
+        return [Cell(table, k, tuple(v), _unique(r.search for r in v)) for k, v in points.items()]
+    panels: dict = {}
+    for s in figure3_searches(scale, spec, table):
+        panels.setdefault(f"{s.model}/{s.dataset}", []).append(s)
+    return [Cell(table, k, tuple(v)) for k, v in panels.items()]
+
+
+def find_cell(scale: Scale, table: str, cell_id: str, spec: dict | None = None) -> Cell:
+    """The cell of ``table`` named ``cell_id`` (its page's title; ``python -m methods status --list``).
+
+    Raises:
+        ValueError: unknown table or cell, naming a few valid ids.
+    """
+    cells = cells_of(scale, table, spec)
+    for c in cells:
+        if c.id == cell_id.strip("/"):
+            return c
+    sample = ", ".join(c.id for c in cells[:3])
+    raise ValueError(f"{table} has no cell {cell_id!r}; ids look like {sample} (python -m methods status --list {table})")

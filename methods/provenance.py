@@ -23,7 +23,9 @@ def git_commit() -> str:
 
 def provenance(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"commit": git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+    from . import __version__
+
+    return {"commit": git_commit(), "suite": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "device": f"{device.type}: {name}", "threads": torch.get_num_threads(), "host": platform.node(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python -m methods"] + sys.argv[1:])}

@@ -1,10 +1,11 @@
 """Command line: ``python -m reports PAGE --scale S --results results/S [--data-root D]``.
 
-PAGE is table1, table2, figure1, figure2, figure3, table8, table9, index (or all). Outputs, relative to
-``--results``: table1 -> tables/table1.csv, report/table1.html; table2 -> tables/table2.csv,
+PAGE is table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, fidelity, index (or all).
+Outputs, relative to ``--results``: table1 and table4 -> tables/tableN.csv, report/tableN.html; table2 -> tables/table2.csv,
 tables/table2_improv.csv, report/table2.html; figure1 and figure2 -> tables/figureN.csv,
-report/figureN.png, report/figureN.html; table8 and table9 -> tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
-(+ tables/figure3.csv); index -> report/index.html. Bad input ends with one line on stderr
+report/figureN.png, report/figureN.html (figure5 likewise); fidelity -> report/fidelity.html; table8 and table9 -> tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
+(+ tables/figure3.csv); index -> report/index.html. Table pages also write their cell pages,
+report/cells/<table>/<cell>.html. Bad input ends with one line on stderr
 and exit status 2.
 """
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from methods.cells import load_tables
     from methods.config import ConfigError, load_scale
+
+    from . import common
+
+    common.TABLES_PATH = args.tables
 
     try:
         scale = load_scale(args.scale)

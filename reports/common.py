@@ -19,6 +19,9 @@ from markupsafe import Markup
 from methods.config import PAPER_EPOCHS, Scale
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: The ``--tables`` file the pages are built from (None: benchmarks/tables.yaml); cell pages
+#: print it in their rerun command. Set by ``python -m reports``.
+TABLES_PATH: str | None = None
 
 
 @dataclass
@@ -67,13 +70,22 @@ def mean_of(runs: list[Run], key) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+def inside(paper: float, low: float, high: float) -> bool:
+    """Whether the paper's value lies in our [min, max] over seeds (EB prints single values and
+    min-max error bars; one seed gives a zero-width range)."""
+    return low <= paper <= high
+
+
 def completeness(cells: list[dict], done) -> dict:
-    """Cells done (``done(cell)``) and in all, runs done and expected, and the mean |ours - paper|
-    (the cells' ``diff``) over the cells that have both a result and a paper value."""
-    diffs = [abs(c["diff"]) for c in cells if not math.isnan(c["diff"])]
+    """Cells done (``done(cell)``) and in all, runs done and expected, the mean |ours - paper|
+    (the cells' ``diff``) over the cells that have both a result and a paper value, and how many
+    of those have the paper's value inside our [min, max] (``n_inside``)."""
+    compared = [c for c in cells if not math.isnan(c["diff"])]
+    diffs = [abs(c["diff"]) for c in compared]
     return {"cells_done": sum(bool(done(c)) for c in cells), "cells_total": len(cells),
             "runs_done": sum(c["n_runs"] for c in cells), "runs_total": sum(c["n_expected"] for c in cells),
-            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs)}
+            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs),
+            "n_inside": sum(inside(c["paper"], c["ours_min"], c["ours_max"]) for c in compared)}
 
 
 def scale_note(scale: Scale) -> str:
@@ -168,6 +180,7 @@ def env() -> jinja2.Environment:
     e.filters["schedule"] = f_schedule
     e.filters["dataset"] = lambda d: DATASET_NAMES.get(d, d)
     e.filters["model"] = lambda m: MODEL_NAMES.get(m, m)
+    e.globals["cell_link"] = lambda table, cell_id: f"cells/{table}/{cell_id.replace('/', '_')}.html"
     return e
 
 

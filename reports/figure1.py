@@ -24,7 +24,7 @@ from .io import publish
 
 COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
            "final_mean", "dense_acc_mean", "dense_acc_min", "dense_acc_max", "dense_fp32_acc_mean", "pruned_params_mean",
-           "pruned_flops_mean", "train_flops_units_mean", "dense_train_flops_units_mean", "search_precision"]
+           "pruned_flops_mean", "train_flops_units_mean", "dense_train_flops_units_mean", "search_precision", "id"]
 
 
 def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = "figure1"):
@@ -67,7 +67,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = 
                      "pruned_flops_mean": mean(lambda r: r["complexity"]["flops"]),
                      "train_flops_units_mean": mean(lambda r: r["train_flops_50k_eb_units"]),
                      "dense_train_flops_units_mean": mean_of(search_runs[(model, ds)], lambda r: r["train_flops_50k_eb_units"]),
-                     "search_precision": specs[0].search.precision})
+                     "search_precision": specs[0].search.precision, "id": f"{model}/{ds}/p{ratio:g}/{draw}"})
     return pd.DataFrame(rows, columns=COLUMNS), all_runs
 
 
@@ -178,8 +178,12 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     """Write ``tables/<figure>.csv``, ``report/<figure>.png`` and ``report/<figure>.html``."""
     spec = spec or load_tables()
     df, runs = collect(scale, str(results), spec, figure)
-    html = render(f"{figure}.html", title=TITLES[figure], scale=scale,
+    html = render(f"{figure}.html", title=TITLES[figure], scale=scale, figure=figure,
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec[figure],
                   points=df.to_dict("records"), summary=summary(df))
     publish(results, figure, df, plot(df, scale, spec, figure, flops=figure == "figure2"), html)
+    from . import cellpage
+
+    cellpage.build_all(scale, results, figure, spec, data_root,
+                       {p["id"]: {"ours": p["acc_mean"]} for p in df.to_dict("records")})
     return summary(df)

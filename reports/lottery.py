@@ -131,7 +131,7 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
             vals = [key(r) for r in done]
             return sum(vals) / len(vals) if vals else math.nan
 
-        rows.append({"table": table, "lr": cell.lr, "model": cell.model, "target": cell.target,
+        rows.append({"id": cell.id, "table": table, "lr": cell.lr, "model": cell.model, "target": cell.target,
                      "n_dense": sum(r.done for r in dense), "n_winning": len(acc.get("winning", [])),
                      "n_random": len(acc.get("random", [])), "n_expected": len(cell.dense),
                      "unpruned_mean": um, "unpruned_std": us, "winning_mean": wm, "winning_std": ws,
@@ -159,13 +159,17 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
 
 def summary(rows: list[dict]) -> dict:
     """Rows done (every seed of both arms and the dense runs), runs done/expected, mean |ours -
-    paper| over both arms of the rows with results."""
-    diffs = [abs(r[k]) for r in rows for k in ("diff_winning", "diff_random") if not math.isnan(r[k])]
+    paper| over both arms of the rows with results, and how many of those arms sit within the
+    paper's std of its mean (``n_inside``; RT prints mean +- std over 5 runs)."""
+    arms = [(r, a) for r in rows for a in ("winning", "random") if not math.isnan(r[f"diff_{a}"])]
+    diffs = [abs(r[f"diff_{a}"]) for r, a in arms]
+    n_inside = sum(abs(r[f"diff_{a}"]) <= r[f"paper_{a}_std"] for r, a in arms)
     return {"cells_done": sum(r["n_winning"] == r["n_random"] == r["n_expected"] == r["n_dense"] for r in rows),
             "cells_total": len(rows),
             "runs_done": sum(r["n_winning"] + r["n_random"] for r in rows),
             "runs_total": sum(2 * r["n_expected"] for r in rows),  # the two arms; dense runs are listed apart
-            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs)}
+            "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs),
+            "n_inside": n_inside}
 
 
 def target_label(table: str, model: str, target: str) -> str:
@@ -208,4 +212,9 @@ def build(scale: Scale, results: str, table: str, data_root: str | None = None, 
                   seeds=seeds, caption=CAPTIONS[table], paper_csv=PAPER_CSV[table].relative_to(ROOT).as_posix(),
                   has_paper=PAPER_CSV[table].is_file())
     write_text(report / f"{table}.html", html)
+    from . import cellpage
+
+    cellpage.build_all(scale, results, table, spec, data_root,
+                       {f"{r['id']}/{a}": {"ours": r[f"{a}_mean"], "paper": r[f"paper_{a}_mean"], "diff": r[f"diff_{a}"]}
+                        for r in rows for a in ("winning", "random")})
     return summary(rows)

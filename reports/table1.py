@@ -1,6 +1,7 @@
-"""EB Table 1: retrain accuracy of subnetworks drawn at epoch 10/20/40/final (p = 0.5).
+"""EB Tables 1 and 4: retrain accuracy of subnetworks drawn at epoch 10/20/40/final (p = 0.5).
 
-Rows model x search LR schedule, columns dataset x draw epoch, as in the paper. Each cell
+Rows model x search LR schedule (Table 1) or initial LR (Table 4), columns dataset x draw
+epoch, as in the paper. Each cell
 shows our ``best_acc`` (best test top-1 over epochs, the papers' metric; REFERENCE.md
 section 1) as the mean over seeds with the min-max spread (EB's error bars), the paper's
 value and ours minus the paper's.
@@ -12,45 +13,56 @@ from pathlib import Path
 
 import pandas as pd
 
-from methods.cells import load_tables, table1_cells
+from methods.cells import load_tables, table1_cells, table4_cells
 from methods.config import ROOT, Scale
 
 from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
+#: Per table: its cells, transcribed paper values, the row key beside the model, and the page title.
+TABLES = {"table1": {"cells": table1_cells, "csv": PAPER_CSV, "row": "schedule",
+                     "title": "EB Table 1: retraining accuracy vs draw epoch"},
+          "table4": {"cells": table4_cells, "csv": ROOT / "benchmarks" / "reference" / "eb_table4.csv", "row": "lr",
+                     "title": "EB Table 4: retraining accuracy vs draw epoch under two initial LRs"}}
+
+
+def row_key(table: str, cell) -> str:
+    """The row's second key as the paper CSV writes it: schedule "0-100" or LR "0.5"."""
+    return cell.schedule if TABLES[table]["row"] == "schedule" else f"{cell.lr:g}"
 
 #: CSV columns in order; the first twelve are the ones the workflow and tests rely on.
-COLUMNS = ["model", "dataset", "schedule", "draw", "draw_epoch", "n_runs", "n_expected", "ours_mean", "ours_min",
+COLUMNS = ["model", "dataset", "schedule", "lr", "draw", "draw_epoch", "n_runs", "n_expected", "ours_mean", "ours_min",
            "ours_max", "paper", "diff", "final_mean", "dense_acc_mean", "pruned_params_mean", "pruned_flops_mean",
            "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean"]
 
 
-def load_paper(path: Path = PAPER_CSV) -> dict[tuple[str, str, str, str], float]:
-    """``(model, dataset, schedule, draw) -> acc`` from the transcribed paper table.
+def load_paper(path: Path = PAPER_CSV, table: str = "table1") -> dict[tuple[str, str, str, str], float]:
+    """``(model, dataset, schedule or LR, draw) -> acc`` from the transcribed paper table.
 
-    Read as strings so that draw "10" and schedule "0-100" match the cell keys exactly. A
-    missing file gives an empty dict: the page then shows our numbers without comparison.
+    Read as strings so that draw "10", schedule "0-100" and LR "0.5" match the cell keys
+    exactly. A missing file gives an empty dict: the page then shows our numbers without comparison.
     """
     if not Path(path).is_file():
         return {}
     df = pd.read_csv(path, dtype=str)
-    return {(r.model, r.dataset, r.schedule, r.draw): float(r.acc) for r in df.itertuples()}
+    return {(r.model, r.dataset, getattr(r, TABLES[table]["row"]), r.draw): float(r.acc) for r in df.itertuples()}
 
 
-def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | None = None):
-    """Cell rows (one per Table 1 cell), run rows (one per expected run) and the loaded runs."""
-    paper = load_paper() if paper is None else paper
+def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | None = None, table: str = "table1"):
+    """Cell rows (one per table cell), run rows (one per expected run) and the loaded runs."""
+    t = TABLES[table]
+    paper = load_paper(t["csv"], table) if paper is None else paper
     cells, runs_rows, all_runs = [], [], []
     searches = {}
-    for cell in table1_cells(scale, spec):
+    for cell in t["cells"](scale, spec):
         runs = [load_run(r.path(results), scale) for r in cell.runs]
         all_runs += runs
         searches.update({r.search.path(results): None for r in cell.runs})
         s = stats([r.result["best_acc"] for r in runs if r.done])
-        ref = paper.get((cell.model, cell.dataset, cell.schedule, cell.draw), math.nan)
+        ref = paper.get((cell.model, cell.dataset, row_key(table, cell), cell.draw), math.nan)
         cells.append({
-            "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "draw": cell.draw,
+            "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr, "draw": cell.draw,
             "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"], "paper": ref, "diff": s["mean"] - ref,
             "final_mean": mean_of(runs, lambda r: r["final_acc"]),
@@ -64,7 +76,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         })
         for spec_run, run in zip(cell.runs, runs):
             res = run.result or {}
-            runs_rows.append({**{k: cells[-1][k] for k in ("model", "dataset", "schedule", "draw")},
+            runs_rows.append({**{k: cells[-1][k] for k in ("id", "model", "dataset", "schedule", "lr", "draw")},
                               "seed": spec_run.search.seed, "status": run.status, "path": run.path / "result.json",
                               "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
                               "draw_epoch": res.get("draw_epoch", scale.epoch(cell.draw)),
@@ -82,22 +94,31 @@ def summary(cells: list[dict]) -> dict:
 
 
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None,
-          paper: dict | None = None) -> dict:
-    """Write ``tables/table1.csv`` and ``report/table1.html``; return the summary."""
+          paper: dict | None = None, table: str = "table1") -> dict:
+    """Write ``tables/<table>.csv``, ``report/<table>.html`` and its cell pages; return the summary."""
+    from . import cellpage
+
     spec = spec or load_tables()
     results = str(results)
     report = Path(results) / "report"
-    cells, runs_rows, all_runs = collect(scale, results, spec, paper)
-    write_text(Path(results) / "tables" / "table1.csv", pd.DataFrame(cells, columns=COLUMNS).to_csv(index=False))
-    s = spec["table1"]
-    by_key = {(c["model"], c["schedule"], c["dataset"], c["draw"]): c for c in cells}
-    grid = [{"model": m, "schedule": sch, "cells": [by_key[(m, sch, ds, d)] for ds in s["datasets"] for d in s["draws"]]}
-            for m in s["models"] for sch in s["schedules"]]
+    cells, runs_rows, all_runs = collect(scale, results, spec, paper, table)
+    write_text(Path(results) / "tables" / f"{table}.csv", pd.DataFrame(cells, columns=COLUMNS).to_csv(index=False))
+    s = spec[table]
+    rows = {}  # (model, row label) -> its cells in column order, rows in the paper's order
+    for c in cells:
+        label = c["schedule"] if TABLES[table]["row"] == "schedule" else f"LR {c['lr']:g}"
+        rows.setdefault((c["model"], label), []).append(c)
+    order = {(ds, d): i for i, (ds, d) in enumerate((ds, d) for ds in s["datasets"] for d in s["draws"])}
+    grid = [{"model": m, "label": label, "cells": sorted(cs, key=lambda c: order[(c["dataset"], c["draw"])])}
+            for (m, label), cs in rows.items()]
+    n_rows = {m: sum(g["model"] == m for g in grid) for m in {g["model"] for g in grid}}
     for r in runs_rows:
         r["link"] = rel(r["path"], report) if r["status"] == "done" else None
-    html = render("table1.html", title="EB Table 1: retraining accuracy vs draw epoch", scale=scale,
-                  prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s, grid=grid,
+    html = render("table1.html", title=TABLES[table]["title"], scale=scale, table=table,
+                  prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s, grid=grid, n_rows=n_rows,
                   runs=runs_rows, summary=summary(cells), has_paper=any(not math.isnan(c["paper"]) for c in cells),
-                  paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
-    write_text(report / "table1.html", html)
+                  paper_csv=TABLES[table]["csv"].relative_to(ROOT).as_posix(), by_lr=TABLES[table]["row"] == "lr")
+    write_text(report / f"{table}.html", html)
+    cellpage.build_all(scale, results, table, spec, data_root,
+                       {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
     return summary(cells)

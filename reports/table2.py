@@ -107,7 +107,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                   "no EB ticket: " + "; ".join(r.result["no_ticket"] for r in runs if r.done and r.result.get("no_ticket"))
                   if not ticket else "done")
         cells.append({
-            "model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
+            "id": cell.id, "model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
             "n_runs": len(ticket), "n_expected": len(runs), "status": status,
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"],
             "paper": pref.get("acc", math.nan), "diff": s["mean"] - pref.get("acc", math.nan),
@@ -217,4 +217,8 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   blocks=blocks, runs=runs_rows, summary=summary(cells), energy=energy,
                   paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
     write_text(report / "table2.html", html)
+    from . import cellpage
+
+    cellpage.build_all(scale, results, "table2", spec, data_root,
+                       {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
     return summary(cells)

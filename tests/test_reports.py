@@ -30,7 +30,7 @@ from reports.table1 import load_paper
 
 DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
-PAGES = ("table1", "table2", "figure1", "figure2", "figure3", "index")
+PAGES = ("table1", "table2", "table4", "figure1", "figure2", "figure3", "figure5", "fidelity", "index")
 
 VGG1 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 1)
 VGG2 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 2)
@@ -172,7 +172,9 @@ def test_table1_html(built):
 
 def test_no_remote_urls_or_scripts(built, built2):
     for folder in (built, built2):
-        for page in (folder / "report").glob("*.html"):
+        pages = list((folder / "report").rglob("*.html"))
+        assert len(pages) > 100  # the cell pages too
+        for page in pages:
             text = page.read_text()
             assert "http" not in text.lower(), page
             assert "<script" not in text.lower(), page
@@ -181,7 +183,7 @@ def test_no_remote_urls_or_scripts(built, built2):
 
 def test_provenance_stated(built):
     res = _result(RETRAINS[0], built)
-    for page in PAGES:
+    for page in set(PAGES) - {"fidelity"}:
         html = (built / "report" / f"{page}.html").read_text()
         assert str(DATA) in html and "tiny" in html and "Page generated" in html
         assert res["provenance"]["commit"] in html
@@ -272,3 +274,90 @@ def test_result_files_are_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone would leave 0600
+
+
+CELL = "vgg16/80-120/cifar100/10"  # RETRAINS[0]
+
+
+def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
+    page = built / "report" / "cells" / "table1" / "vgg16_80-120_cifar100_10.html"
+    html = page.read_text()
+    res = _result(RETRAINS[0], built)
+    assert f"python -m methods rerun table1 {CELL} --scale tiny" in html and f"--data-root {DATA}" in html
+    assert f"{res['best_acc']:.2f}" in html and "paper 71.11" in html
+    assert res["provenance"]["commit"] in html and "Config hash" in html
+    if REAL:  # real runs record their full configuration and torch version
+        from methods.config import RunConfig
+        import torch
+
+        assert RunConfig(**res["config"]).digest() in html and torch.__version__ in html
+    png = page.with_suffix(".png")
+    assert 'src="vgg16_80-120_cifar100_10.png"' in html and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for link in re.findall(r'href="([^"#]+)"', html):
+        assert (page.parent / link).resolve().exists(), link  # nav, table page and result files all resolve
+    table = (built / "report" / "table1.html").read_text()
+    assert 'href="cells/table1/vgg16_80-120_cifar100_10.html"' in table
+    pending = (built / "report" / "cells" / "table1" / "vgg16_0-100_cifar10_40.html").read_text()
+    assert "No run of this cell has finished yet" in pending and "rerun table1 vgg16/0-100/cifar10/40" in pending
+
+
+def test_index_counts_and_distances_match_the_result_files(built):
+    """Recount Table 1 from the result.json files alone and compare with the index's entry."""
+    from methods.cells import load_tables, table1_cells
+    from reports.index import pages
+
+    scale, paper = load_scale("tiny"), load_paper()
+    done, diffs, inside = 0, [], 0
+    for cell in table1_cells(scale):
+        accs = [json.loads((Path(r.path(str(built))) / "result.json").read_text())["best_acc"]
+                for r in cell.runs if (Path(r.path(str(built))) / "result.json").is_file()]
+        done += len(accs) == len(cell.runs)
+        if accs:
+            ref = paper[(cell.model, cell.dataset, cell.schedule, cell.draw)]
+            diffs.append(abs(sum(accs) / len(accs) - ref))
+            inside += min(accs) <= ref <= max(accs)
+    entry = next(p for p in pages(scale, str(built), load_tables())[0] if p["name"] == "Table 1")
+    assert (entry["done"], entry["total"], entry["n_compared"], entry["n_inside"]) == (done, 32, len(diffs), inside)
+    assert entry["mean_abs_diff"] == pytest.approx(sum(diffs) / len(diffs))
+    assert f"{entry['mean_abs_diff']:.2f}" in (built / "report" / "index.html").read_text()
+
+
+def test_table4_reads_table1s_runs_for_its_lr_01_rows(built):
+    t1 = pd.read_csv(built / "tables" / "table1.csv", dtype={"draw": str})
+    t4 = pd.read_csv(built / "tables" / "table4.csv", dtype={"draw": str})
+    assert len(t4) == 32
+    a = t1[(t1.model == "vgg16") & (t1.schedule == "80-120") & (t1.dataset == "cifar100") & (t1.draw == "10")].iloc[0]
+    b = t4[(t4.model == "vgg16") & (t4.lr == 0.1) & (t4.dataset == "cifar100") & (t4.draw == "10")].iloc[0]
+    assert b.ours_mean == a.ours_mean and b.paper == pytest.approx(71.11)
+    high = t4[(t4.model == "vgg16") & (t4.lr == 0.5) & (t4.dataset == "cifar100") & (t4.draw == "20")].iloc[0]
+    assert high.n_runs == 0 and high.paper == pytest.approx(71.65)
+    assert "Initial LR" in (built / "report" / "table4.html").read_text()
+
+
+def test_figure5_flops_from_the_mask_history(built):
+    """At the final draw the pruned architecture is the final-draw retraining's; the total is
+    t dense + E pruned epochs x 3 x forward FLOPs x 50k images, in 0.05 PFLOPs."""
+    df = pd.read_csv(built / "tables" / "figure5.csv")
+    search = json.loads((Path(VGG1.path(str(built))) / "result.json").read_text())
+    assert set(df.seed[df.model == "vgg16"]) == {1} and set(df.draw_epoch) == set(range(1, 17))  # tiny: every epoch
+    final = df[(df.model == "vgg16") & (df.dataset == "cifar100") & (df.ratio == 0.5) & (df.draw_epoch == 16)].iloc[0]
+    dense = search["complexity"]["flops"]
+    assert final.dense_flops == dense
+    assert final.total_flops_units == pytest.approx(3 * (16 * dense + 16 * final.pruned_flops) * 50_000 / 5e13)
+    assert final.dense_training_units == pytest.approx(3 * 16 * dense * 50_000 / 5e13)
+    if REAL:
+        assert final.pruned_flops == _result(RETRAINS[1], built)["complexity"]["flops"]
+    early = df[(df.model == "vgg16") & (df.dataset == "cifar100") & (df.ratio == 0.5) & (df.draw_epoch == 1)].iloc[0]
+    assert early.total_flops_units < final.total_flops_units  # an early draw saves the dense epochs
+    assert "figure5.png" in (built / "report" / "figure5.html").read_text()
+
+
+def test_fidelity_page_lists_every_entry(built):
+    from reports.fidelity import load
+
+    html = (built / "report" / "fidelity.html").read_text()
+    from markupsafe import escape
+
+    for e in load():
+        assert str(escape(e["topic"])) in html
+    assert "table4.later_lrs: null" in html and "shortcut: A_detached" in html

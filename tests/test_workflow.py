@@ -27,8 +27,9 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     # Table 2's LF/LL rows and Figure 2. Table 1 (32 cells x 3 seeds) and Figure 1 (4 settings x 3 ratios x
     # 5 draws x 3 seeds) share the 48 p=0.5 [80,120] runs; Table 2 adds 4 settings x 3 ratios x 6 FP32 rows
     # plus 12 LF and 9 LL cells (no LL for VGG16 on CIFAR-100), x 3 seeds; Figure 2 2 x 3 ratios x 5 draws x 3 seeds.
-    assert jobs["search"] == 24 + 12 and jobs["data"] == 1
-    assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3 + (12 + 9) * 3 + 2 * 3 * 5 * 3
+    # Table 4 adds one LR per model (2 models x 2 datasets x 3 seeds searches, 16 cells x 3 seeds); its LR 0.1 rows are Table 1's.
+    assert jobs["search"] == 24 + 12 + 12 and jobs["data"] == 1
+    assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3 + (12 + 9) * 3 + 2 * 3 * 5 * 3 + 16 * 3
     assert jobs["dense"] == 50 and jobs["lottery"] == 300  # RT Tables 8 and 9 (test_rt_tables_list_five_seeds)
     assert "--scale full" in out  # --config results=... keeps the profile's full-scale config
     search = out[out.index("rule search:"):]
@@ -44,7 +45,7 @@ def test_report_commands_parse(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
-    assert len(cmds) == 8
+    assert len(cmds) == 11  # 9 tables and figures, the fidelity page, the index
     for argv in cmds:
         parser().parse_args(argv)  # SystemExit on an unknown argument
 
@@ -54,6 +55,27 @@ def test_one_search_serves_every_cell_that_needs_it(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
     assert jobs["search"] == 8 and jobs["retrain"] == 32 + 60 - 16
+
+
+def test_table4_shares_its_lr_01_rows_with_table1(tmp_path):
+    """Table 4 alone needs 96 retrainings; beside Table 1 only its 48 new-LR ones are added."""
+    def jobs(*targets):
+        return job_counts(subprocess.run(SNAKEMAKE + ["--profile", "slurm", *targets, "-n", "-p", "--config", f"results={tmp_path}"],
+                                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout)
+
+    t1, t4, both = jobs("table1"), jobs("table4"), jobs("table1", "table4")
+    assert (t4["search"], t4["retrain"]) == (24, 96)
+    assert (both["search"], both["retrain"]) == (t1["search"] + 12, t1["retrain"] + 48)
+    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "table4", "-n", "-p", "--config", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    assert "--lr 0.5 --lrs 0.5,0.01,0.001" in out and "preresnet101-cifar10-80-120-lr0.2_0.01_0.001-s3/retrain/" in out
+
+
+def test_figure5_trains_nothing_beyond_the_searches(tmp_path):
+    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "figure5", "-n", "--config", f"results={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    jobs = job_counts(out)
+    assert jobs["search"] == 12 and "retrain" not in jobs and jobs["report_figure5"] == 1
 
 
 def test_table2_shares_the_dense_runs(tmp_path):
@@ -108,8 +130,9 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     report = Path(tmp_path) / "tiny" / "report"
-    for page in ("index.html", "table1.html", "table2.html", "figure1.html", "figure2.html", "figure3.html", "figure1.png",
-                 "figure2.png", "figure3.png", "table8.html", "table9.html"):
+    for page in ("index.html", "table1.html", "table2.html", "table4.html", "figure1.html", "figure2.html", "figure3.html",
+                 "figure5.html", "figure1.png", "figure2.png", "figure3.png", "figure5.png", "table8.html", "table9.html",
+                 "fidelity.html"):
         assert (report / page).stat().st_size > 0
     import pandas as pd
 
@@ -143,3 +166,31 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     assert f2.dense_acc_mean.notna().all() and f2.dense_fp32_acc_mean.notna().all()
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
+    _rerun_one_cell(tmp_path, data_root)
+
+
+def _rerun_one_cell(tmp_path, data_root):
+    """The command printed on a cell page reruns just that cell's own stage and refreshes its page."""
+    tiny = tmp_path / "tiny"
+    cell = "vgg16/80-120/cifar10/20"
+    html = (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()
+    cmd = re.search(r"^(python -m methods rerun table1 vgg16/80-120/cifar10/20 [^\n#]*?)\s*$", html, re.M)[1].split()
+    assert cmd[cmd.index("--results") + 1] == str(tmp_path) and cmd[cmd.index("--tables") + 1] == str(tmp_path / "tables.yaml")
+    argv = [sys.executable, *cmd[1:]]
+    dry = subprocess.run(argv + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    assert 'jobs: {"retrain": 1}' in dry  # the cell's own stage only: its search and everything else are done
+    slurm = subprocess.run(argv + ["-n", "--slurm", "--cluster", "debug"], cwd=ROOT, capture_output=True, text=True,
+                           check=True, timeout=300).stdout
+    assert "submitted" in slurm and '"retrain": 1' in slurm  # the same function through submitit
+    mine = tiny / "search" / "vgg16-cifar10-80-120-lr0.1-s1" / "retrain" / "p0.5-e20-fresh-80-120-lr0.1" / "result.json"
+    other = tiny / "search" / "vgg16-cifar10-80-120-lr0.1-s1" / "retrain" / "p0.5-e10-fresh-80-120-lr0.1" / "result.json"
+    before = (mine.stat().st_mtime_ns, other.stat().st_mtime_ns)
+    page = tiny / "report" / "table1.html"
+    page_before = page.stat().st_mtime_ns
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert mine.stat().st_mtime_ns > before[0] and other.stat().st_mtime_ns == before[1]
+    assert page.stat().st_mtime_ns > page_before
+    acc = json.loads(mine.read_text())["best_acc"]
+    assert f"{mine.parent}: best_acc {acc:.2f}" in out.stdout
+    assert f"{acc:.2f}" in (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()

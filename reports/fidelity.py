@@ -1,0 +1,45 @@
+"""The fidelity page: where our defaults differ from the papers' text or their official code.
+
+The entries live in ``reports/fidelity.yaml`` (one per difference: paper, code, ours, the
+option that restores the other behaviour, and the source), so adding a difference is one
+edit next to the code that makes it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from methods.config import ConfigError, Scale
+
+from .common import provenance, render, scale_note
+from .io import write_text
+
+FIDELITY_YAML = Path(__file__).resolve().parent / "fidelity.yaml"
+FIELDS = ("area", "topic", "paper", "code", "ours", "option", "source")
+
+
+def load(path: Path = FIDELITY_YAML) -> list[dict]:
+    """The entries, each with every field of ``FIELDS``.
+
+    Raises:
+        ConfigError: an entry lacks a field or has an unknown one.
+    """
+    entries = yaml.safe_load(Path(path).read_text())
+    for i, e in enumerate(entries):
+        if set(e) != set(FIELDS):
+            raise ConfigError(f"{Path(path).name} entry {i + 1} ({e.get('topic', '?')}): fields must be exactly "
+                              f"{', '.join(FIELDS)}; missing {sorted(set(FIELDS) - set(e))}, unknown {sorted(set(e) - set(FIELDS))}")
+    return entries
+
+
+def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
+    """Write ``report/fidelity.html``; return the number of entries per area."""
+    entries = load()
+    areas = {}
+    for e in entries:
+        areas.setdefault(e["area"], []).append(e)
+    html = render("fidelity.html", title="Fidelity: where our defaults differ from the papers and their code", scale=scale,
+                  prov=provenance([], data_root), scale_note=scale_note(scale), areas=areas)
+    write_text(Path(results) / "report" / "fidelity.html", html)
+    return {a: len(v) for a, v in areas.items()}

@@ -1,0 +1,131 @@
+"""EB Figure 5: total training FLOPs against the epoch the subnetwork is drawn at.
+
+Nothing is trained: for every search (Figure 1's FP32 [80,120] runs) and ratio p, the mask
+after draw epoch t comes from the recorded BN |gamma| history, the physically pruned
+architecture from it (``methods.prune``) and its forward FLOPs from fvcore. A draw at t costs
+t dense epochs plus the retraining of that architecture: the whole schedule (``retrain: full``,
+as Figure 1's retrainings; default) or the remaining epochs (``continue``, EB Train). FLOPs are
+EB units (0.05 PFLOPs) at the papers' 50,000 training images, as Figure 2 and Table 2. The EB
+epoch of each seed (paper rule) is starred; the dashed line is one dense training.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from methods.cells import figure3_searches, load_tables
+from methods.config import Scale
+from methods.data import num_classes
+from methods.eb import layer_masks, masks_from_gammas
+from methods.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
+from methods.models import build_model
+from methods.prune import prune_channels, pruned_cfg
+
+from .common import DATASET_NAMES, MODEL_NAMES, load_run, provenance, render, scale_note
+from .io import publish
+
+PAPER_IMAGES = 50_000
+COLUMNS = ["model", "dataset", "ratio", "seed", "draw_epoch", "paper_epoch", "on_grid", "is_eb", "pruned_flops", "dense_flops",
+           "total_flops_units", "dense_training_units"]
+
+
+def draw_epochs(scale: Scale, every: int) -> list[int]:
+    """Draw epochs at this scale: one every ``every`` paper-scale epochs, up to the last."""
+    return sorted({scale.epoch(e) for e in range(every, 161, every)} - {0})
+
+
+def collect(scale: Scale, results: str, spec: dict | None = None):
+    """One row per (search, ratio, draw epoch) with the cell's total training FLOPs; and the loaded searches."""
+    spec = spec or load_tables()
+    s = spec["figure5"]
+    rows, runs, flops_of = [], [], {}
+    for search in figure3_searches(scale, spec, "figure5"):
+        run = load_run(search.path(results), scale)
+        runs.append(run)
+        if not run.done or not (run.path / "history.npz").is_file():
+            continue
+        E = run.result.get("config", {}).get("epochs", scale.epochs)
+        classes = num_classes(search.dataset)
+        dense = build_model(search.model, classes, **run.result.get("config", {}).get("knobs", scale.models.get(search.model, {})))
+        dense_flops = run.result["complexity"]["flops"]
+        with np.load(run.path / "history.npz") as h:
+            gammas = torch.from_numpy(h["gammas"])
+        for p in s.get(f"ratios_{search.model}_{search.dataset}", s["ratios"]):
+            eb = run.result["eb_epochs"].get(str(p), {}).get("paper")
+            masks = masks_from_gammas(gammas, p)
+            grid = draw_epochs(scale, s.get("every", 10))
+            for t in sorted(set(grid) | ({eb} if eb else set())):
+                per_layer = layer_masks(dense, masks[t], gammas[t])
+                key = (search.model, classes, str(pruned_cfg(dense, per_layer)))
+                if key not in flops_of:  # the architecture alone fixes the FLOPs
+                    flops_of[key] = complexity(prune_channels(dense, per_layer, classes))["flops"]
+                retrain = E if s.get("retrain", "full") == "full" else E - t
+                cost = cell_training_flops(dense_flops, flops_of[key], t, retrain, PAPER_IMAGES)
+                rows.append({"model": search.model, "dataset": search.dataset, "ratio": p, "seed": search.seed,
+                             "draw_epoch": t, "paper_epoch": round(t * 160 / E), "on_grid": t in grid, "is_eb": t == eb,
+                             "pruned_flops": flops_of[key], "dense_flops": dense_flops,
+                             "total_flops_units": cost["total"] / EB_UNIT_FLOPS,
+                             "dense_training_units": 3 * dense_flops * PAPER_IMAGES * E / EB_UNIT_FLOPS})
+    return pd.DataFrame(rows, columns=COLUMNS), runs
+
+
+def plot(df: pd.DataFrame, scale: Scale, spec: dict):
+    from matplotlib.lines import Line2D
+
+    from .plotting import plt
+
+    s = spec["figure5"]
+    fig, axes = plt.subplots(len(s["models"]), len(s["datasets"]), figsize=(5.2 * len(s["datasets"]), 3.8 * len(s["models"])),
+                             squeeze=False, constrained_layout=True)
+    ratios = sorted(set(s["ratios"]) | {p for k, v in s.items() if k.startswith("ratios_") for p in v})
+    colors = dict(zip(ratios, plt.get_cmap("tab10").colors))
+    for i, model in enumerate(s["models"]):
+        for j, ds in enumerate(s["datasets"]):
+            ax = axes[i][j]
+            panel = df[(df.model == model) & (df.dataset == ds)]
+            ax.set_title(f"{MODEL_NAMES.get(model, model)} on {DATASET_NAMES.get(ds, ds)} ({panel.seed.nunique()} seed(s))")
+            if not len(panel):
+                ax.text(0.5, 0.5, "search pending", transform=ax.transAxes, ha="center", va="center", fontsize=14, color="0.55")
+            for p, g in panel.groupby("ratio"):
+                line = g[g.on_grid].groupby("draw_epoch").total_flops_units.mean()
+                ax.plot(line.index, line.values, color=colors[p], marker="o", ms=4, lw=1.5)
+                eb = g[g.is_eb]
+                if len(eb):
+                    ax.plot(eb.draw_epoch.mean(), eb.total_flops_units.mean(), "*", ms=14, mfc="none", mec=colors[p], mew=1.5)
+            if len(panel):
+                ax.axhline(panel.dense_training_units.iloc[0], color="0.3", ls="--", lw=1.2)
+            ax.set_xlabel(f"draw epoch at scale {scale.name} (of {scale.epochs})")
+            ax.set_ylabel("total training FLOPs (x 0.05 PFLOPs, 50k images)")
+    handles = [Line2D([], [], color=colors[p], marker="o", ms=4, label=f"p = {p:g}") for p in ratios]
+    handles += [Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3", label="EB ticket (mean EB epoch)"),
+                Line2D([], [], color="0.3", ls="--", label="one dense training")]
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 5), fontsize=9, frameon=False)
+    return fig
+
+
+def summary(df: pd.DataFrame, runs: list) -> dict:
+    done = sum(r.done for r in runs)
+    return {"searches_done": done, "searches_total": len(runs), "points": len(df)}
+
+
+def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
+    """Write ``tables/figure5.csv``, ``report/figure5.png`` and ``report/figure5.html``."""
+    spec = spec or load_tables()
+    df, runs = collect(scale, str(results), spec)
+    eb = df[df.is_eb]
+    final = df[df.draw_epoch == scale.epochs]
+    compare = []
+    for (model, ds, p), g in eb.groupby(["model", "dataset", "ratio"]):
+        f = final[(final.model == model) & (final.dataset == ds) & (final.ratio == p)]
+        compare.append({"model": model, "dataset": ds, "ratio": p, "eb_epoch": g.draw_epoch.mean(),
+                        "eb_units": g.total_flops_units.mean(), "final_units": f.total_flops_units.mean() if len(f) else math.nan})
+    for c in compare:
+        c["saving"] = 1 - c["eb_units"] / c["final_units"]
+    html = render("figure5.html", title="EB Figure 5: total training FLOPs vs draw epoch", scale=scale,
+                  prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure5"],
+                  summary=summary(df, runs), compare=compare)
+    publish(results, "figure5", df, plot(df, scale, spec), html)
+    return summary(df, runs)
