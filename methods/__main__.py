@@ -66,8 +66,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--search", required=True, help="output folder of the search run")
     r.add_argument("--ratio", type=_ratio, required=True, help="channel pruning ratio p in (0, 1)")
     r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
-    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue", "rewind"],
-                   help="fresh init, drawn weights, continue from the draw epoch (EB Train), or rewind to theta_0 (LT)")
+    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue", "rewind", "continuefresh"],
+                   help="fresh init, drawn weights, continue from the draw epoch (EB Train), rewind to theta_0 (LT), "
+                   "or continue from the draw epoch with a fresh init (the official head main_c.py)")
     r.add_argument("--prune", default="bn", choices=sorted(set(PRUNING) - {"l1"}),
                    help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip, convmagnitude (conv weights only)")
     _common(r)
@@ -98,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
     rr.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
     rr.add_argument("--seed", type=int, action="append", help="only this seed (repeatable; default every seed of the cell)")
     rr.add_argument("--cores", type=int, default=1)
-    rr.add_argument("--upstream", action="store_true", help="force the shared search/dense runs too (changes every cell using them)")
+    rr.add_argument("--upstream", action="store_true", help="force the shared search/dense runs too (changes every cell "
+                    "using them); figure3/figure5 cells are searches: without it they only rebuild the page")
     rr.add_argument("-n", "--dry-run", action="store_true", help="list the jobs it would run, run nothing")
     rr.add_argument("--slurm", action="store_true", help="send it to SLURM through submitit instead of running here")
     rr.add_argument("--cluster", default=None, help=argparse.SUPPRESS)  # submitit cluster: tests use "debug"
@@ -198,7 +200,10 @@ def _rerun(args) -> int:
     out = rerun(**kw)
     print(f"jobs: {json.dumps(out['jobs'])}")
     for r in out["runs"]:
-        print(f"{r['path']}: best_acc {r['best_acc']:.2f}, final_acc {r['final_acc']:.2f}")
+        if r["best_acc"] is None:  # an EB cell whose search found no ticket at this ratio
+            print(f"{r['path']}: no ticket ({r['no_ticket']})")
+        else:
+            print(f"{r['path']}: best_acc {r['best_acc']:.2f}, final_acc {r['final_acc']:.2f}")
     return 0
 
 

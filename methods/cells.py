@@ -136,16 +136,23 @@ def table4_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
     """EB Table 4: Table 1's [80,120] cells at each model's initial LRs (``tables.yaml``
     ``table4.models``). Search and retraining both start at the row's LR and step to
     ``later_lrs`` (the paper's 0.01, 0.001; null: the code's x0.1 steps, 0.5 -> 0.05 -> 0.005;
-    REFERENCE.md section 2). The LR 0.1 cells are Table 1's runs (the same paths)."""
-    s = (spec or load_tables())["table4"]
+    REFERENCE.md section 2). ``retrain_lr``: "row" (default) retrains at the row's LR too; a
+    number retrains every row at that LR (EB's retraining scripts pass ``--lr 0.1``). The LR 0.1
+    cells are Table 1's runs (the same paths). A specification without ``table4`` has no cells."""
+    spec = spec or load_tables()
+    if "table4" not in spec:
+        return []
+    s = spec["table4"]
     cells = []
     for model, lrs in s["models"].items():
         for lr in lrs:
             ex = explicit_lrs(lr, s.get("later_lrs"))
+            rlr = lr if s.get("retrain_lr", "row") == "row" else float(s["retrain_lr"])
+            rex = explicit_lrs(rlr, s.get("later_lrs"))
             for ds in s["datasets"]:
                 for draw in s["draws"]:
                     runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], lr, seed, lrs=ex), s["ratio"], draw, s["init"],
-                                            s["schedule"], lr, lrs=ex) for seed in scale.seeds_for(s["runs"]))
+                                            s["schedule"], rlr, lrs=rex) for seed in scale.seeds_for(s["runs"]))
                     cells.append(Table1Cell(model, ds, s["schedule"], draw, runs, lr, "table4"))
     return cells
 
@@ -284,8 +291,12 @@ def lottery_runs(scale: Scale, spec: dict | None = None, tables=("table8", "tabl
 
 def figure3_searches(scale: Scale, spec: dict | None = None, figure: str = "figure3") -> list[SearchRun]:
     """The searches a figure reads without retraining: Figure 3's mask-distance matrices (one
-    seed per model on ``dataset``), Figure 5's FLOPs (``runs`` seeds per model and dataset)."""
-    s = (spec or load_tables())[figure]
+    seed per model on ``dataset``), Figure 5's FLOPs (``runs`` seeds per model and dataset); none
+    when the specification has no such figure."""
+    spec = spec or load_tables()
+    if figure not in spec:
+        return []
+    s = spec[figure]
     datasets = s.get("datasets", [s.get("dataset")])
     seeds = scale.seeds_for(s["runs"]) if "runs" in s else scale.seeds[:1]
     return [SearchRun(m, ds, s["schedule"], s["lr"], seed) for m in s["models"] for ds in datasets for seed in seeds]

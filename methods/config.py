@@ -44,7 +44,7 @@ class Scale(_Strict):
     seeds: list[int] = Field(min_length=1)
     threads: int = Field(default=0, ge=0, description="torch threads per job; 0 = torch default")
     device: str = "auto"
-    models: dict[str, dict[str, float | int]] = Field(default_factory=dict, description="width/depth knobs per model")
+    models: dict[str, dict[str, float | int | str]] = Field(default_factory=dict, description="width/depth knobs per model")
 
     def batch(self, paper_batch: int) -> int:
         """Training batch of a table whose paper uses ``paper_batch``: the smaller of the two, so
@@ -131,7 +131,7 @@ class RunConfig(_Strict):
     """Everything that determines one training run; its hash names nothing but guards resumes."""
 
     model: str
-    knobs: dict[str, float | int] = Field(default_factory=dict)
+    knobs: dict[str, float | int | str] = Field(default_factory=dict)
     cfg: list | None = None
     dataset: str
     seed: int

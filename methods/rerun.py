@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cells import cells_of, find_cell, load_tables, seed_of
+from .cells import CELL_TABLES, cells_of, find_cell, load_tables, seed_of
 from .config import ROOT, load_scale
 
 
@@ -54,7 +54,23 @@ def targets(table: str, cell_id: str, scale: str, results: str = "results", seed
     root = f"{_arg_path(results)}/{sc.name}"
     own = [f"{r.path(root)}/result.json" for r in runs]
     ups = [f"{u.path(root)}/result.json" for u in cell.upstream if not seeds or seed_of(u) in seeds]
+    if table in SEARCH_FIGURES:  # their "runs" are searches every table shares: forced only on request
+        return own, own if upstream else []
     return own, own + (ups if upstream else [])
+
+
+#: Figures drawn from the searches alone: rerunning one rebuilds its page; ``--upstream`` retrains the searches.
+SEARCH_FIGURES = ("figure3", "figure5")
+
+
+def pages_showing(scale: str, runs: list[str], results: str = "results", tables: str | None = None) -> list[str]:
+    """Every page with a cell whose own or upstream runs include one of ``runs`` (result.json
+    paths as ``targets`` gives them)."""
+    sc, spec = load_scale(scale), load_tables(tables)
+    root = f"{_arg_path(results)}/{sc.name}"
+    wanted = set(runs)
+    return [t for t in CELL_TABLES
+            if any(f"{r.path(root)}/result.json" in wanted for c in cells_of(sc, t, spec) for r in (*c.runs, *c.upstream))]
 
 
 def job_counts(out: str) -> dict[str, int]:
@@ -77,7 +93,10 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
     config = [f"scale={scale}", f"results={_arg_path(results)}", f"data_root={_arg_path(data_root)}"]
     if tables:
         config.append(f"tables={_arg_path(tables)}")
-    cmd = [sys.executable, "-m", "snakemake", *own, "--forcerun", *forced, "--cores", str(cores), "--config", *config]
+    # mtime only: what must rerun is forced explicitly; a changed rule text or params since a run
+    # (an older suite) must not retrain the shared searches behind the cell.
+    cmd = [sys.executable, "-m", "snakemake", *own, *(["--forcerun", *forced] if forced else []), "--cores", str(cores),
+           "--rerun-triggers", "mtime", "--config", *config]
     if dry_run:
         cmd.append("-n")
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -90,13 +109,13 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
 
     rtree = f"{_arg_path(results)}/{scale}"
     extra = ["--tables", _arg_path(tables)] if tables else []
-    for page in (table, "index"):
+    for page in (*pages_showing(scale, own, results, tables), "index"):
         if report([page, "--scale", scale, "--results", str(ROOT / rtree), *extra]) != 0:
             raise RuntimeError(f"rebuilding the {page} page failed")
     for f in own:
         res = json.loads((ROOT / f).read_text())
         out["runs"].append({"path": str(Path(ROOT / f).parent), "best_acc": res.get("best_acc"),
-                            "final_acc": res.get("final_acc")})
+                            "final_acc": res.get("final_acc"), "no_ticket": res.get("no_ticket")})
     return out
 
 
@@ -107,8 +126,12 @@ def submit(cluster: str | None = None, folder: str | None = None, **kwargs):
     import yaml
 
     res = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())["set-resources"]["retrain"]
+    # One job runs the cell's training jobs one after another: give it the time of all of them.
+    planned = rerun(**{**kwargs, "dry_run": True})["jobs"]
+    n = max(1, sum(v for k, v in planned.items() if k in ("search", "retrain", "dense", "lottery")))
     ex = submitit.AutoExecutor(folder=folder or os.path.join(kwargs.get("results", "results"), "submitit"), cluster=cluster)
-    ex.update_parameters(timeout_min=int(res["runtime"]), cpus_per_task=int(res["cpus_per_task"]),
+    kwargs = {**kwargs, "cores": int(res["cpus_per_task"])}
+    ex.update_parameters(timeout_min=n * int(res["runtime"]), cpus_per_task=int(res["cpus_per_task"]),
                          mem_gb=max(1, int(res["mem_mb"]) // 1000), name=f"rerun-{kwargs['table']}")
     if ex.cluster == "slurm":
         ex.update_parameters(slurm_gpus_per_node=int(res["gpu"]),

@@ -28,7 +28,9 @@ from .unstructured import apply_masks, effective_macs, rewind, sparsity_report
 #: Ratios whose masks and EB draw epochs every search records (REFERENCE.md sections 4 and 10).
 SEARCH_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 EB_RULES = ("paper", "official")
-INITS = ("fresh", "drawn", "continue", "rewind")
+INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
+#: Inits that train on from the draw epoch under the search's schedule (EB Train and the official head code's variant).
+CONTINUING = ("continue", "continuefresh")
 
 
 #: Images per epoch in the papers' CIFAR training (REFERENCE.md section 1): costs are also given at this size.
@@ -216,11 +218,11 @@ def _snapshot(search_dir: Path, epoch: int) -> dict:
 def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.Module, classes: int,
                    seed: int, kinds=("conv", "linear")) -> torch.nn.Module:
     """The network retraining starts from: the ticket's own weights ("drawn", "continue"), a fresh
-    EB init from ``seed`` ("fresh"), or the search's initial weights theta_0 ("rewind")."""
+    EB init from ``seed`` ("fresh", "continuefresh"), or the search's initial weights theta_0 ("rewind")."""
     if init in ("drawn", "continue"):
         return ticket.model
     if ticket.channel_masks is not None:
-        if init == "fresh":
+        if init in ("fresh", "continuefresh"):
             torch.manual_seed(seed)
             ticket.model.reset_parameters()
             return ticket.model
@@ -253,7 +255,10 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
       * ``"continue"`` (with ``draw="eb"`` it is EB Train): keep the ticket's weights and train
         on from the draw epoch to the last under the search's schedule, with a fresh optimizer;
       * ``"rewind"``: the surviving weights take their initial values theta_0 (LT one-shot with
-        ``prune="magnitude"``, ``draw="final"``).
+        ``prune="magnitude"``, ``draw="final"``);
+      * ``"continuefresh"``: as "continue" but from a fresh EB init of the pruned architecture,
+        the official head ``main_c.py`` (it builds the pruned model without loading the ticket's
+        weights; REFERENCE.md section 6), channel-pruning methods only.
     Weight masks are held through every optimizer step. Charged cost: the dense search epochs
     up to the draw, the mask selection, and the retraining at the trained network's FLOPs
     (a weight-level sparse network is charged at dense FLOPs; its nonzero FLOPs are recorded
@@ -276,6 +281,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     method = get_pruning(prune)
     if method.granularity == "filter":
         raise ConfigError(f"--prune {prune} picks an RT architecture variant; run it with python -m methods lottery")
+    if init == "continuefresh" and method.granularity != "channel":
+        raise ConfigError(f"init=continuefresh re-initialises a pruned architecture; --prune {prune} prunes weights: use fresh or rewind")
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
     lp = scaled_precision(precision, scale)  # bad names fail before any work
@@ -283,7 +290,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
             "init": init, "prune": prune, "precision": precision, "search_precision": search.get("precision", "fp32")}
     try:
         epoch = resolve_draw_epoch(draw, scale, search, ratio)
-        if init == "continue" and draw in ("eb", "eb_official") and epoch >= scale.epochs:
+        if init in CONTINUING and draw in ("eb", "eb_official") and epoch >= scale.epochs:
             raise NoTicket(f"the EB ticket at p={ratio} emerged only at the last epoch ({epoch}): EB Train has nothing left to train")
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
@@ -295,8 +302,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
     prune_energy = meter.end("prune")
     net = _start_weights(ticket, init, search_dir, dense, classes, seed, method.kinds)
-    start = epoch if init == "continue" else 0
-    if init == "continue":  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
+    start = epoch if init in CONTINUING else 0
+    if init in CONTINUING:  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
         if start >= scale.epochs:
             raise ConfigError(f"init=continue from the last epoch ({start}) leaves nothing to train; draw earlier")
         milestones, lrs = scfg["milestones"], scfg["lrs"]

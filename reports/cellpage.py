@@ -60,11 +60,13 @@ def mask_distances(search_dir: Path, ratio: float) -> np.ndarray | None:
 
 def _curves(png: Path, cell: Cell, own: list, ups: dict, results: str) -> bool:
     """Draw loss, accuracy, LR and mask distance against epoch for every seed; False if nothing to draw."""
-    runs = [(seed_of(s), r, "own") for s, r in zip(cell.runs, own) if r.done]
-    runs += [(seed_of(s), r, "upstream") for s, r in ups.items() if r.done]
+    runs = [(seed_of(s), r, "own") for s, r in zip(cell.runs, own) if r.done and r.result.get("log")]
+    runs += [(seed_of(s), r, "upstream") for s, r in ups.items() if r.done and r.result.get("log")]
     if not runs:
         return False
-    inputs = [r.path / "result.json" for _, r, _ in runs]
+    # The run folders' mtimes change when a result.json appears or is deleted, so a rerun redraws.
+    inputs = [f for _, r, _ in runs for f in (r.path / "result.json", r.path)]
+    inputs += [r.path for r in own if r.path.is_dir()]
     if png.is_file() and png.stat().st_mtime >= max(f.stat().st_mtime for f in inputs):
         return True
     from .plotting import plt
@@ -81,7 +83,8 @@ def _curves(png: Path, cell: Cell, own: list, ups: dict, results: str) -> bool:
         axes[0].plot(ep, [row["test_loss"] for row in log], color=c, ls=ls, alpha=0.45)
         axes[1].plot(ep, [row["test_acc"] for row in log], color=c, ls=ls, label=label)
         axes[2].plot(ep, [row["lr"] for row in log], color=c, ls=ls, drawstyle="steps-post", label=label)
-    ratio = getattr(cell.runs[0], "ratio", 0.5)
+    # A channel ratio only for BN-pruned cells; weight-level and ThiNet ratios mean something else.
+    ratio = cell.runs[0].ratio if getattr(cell.runs[0], "prune", None) == "bn" else 0.5
     searches = [(seed_of(s), r) for s, r in ups.items() if r.done] or [(seed_of(s), r) for s, r in zip(cell.runs, own)
                                                                       if r.done and r.result.get("kind") == "search"]
     drawn = False

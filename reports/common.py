@@ -94,7 +94,7 @@ def scale_note(scale: Scale) -> str:
     imgs = ("every training image under the data root (50,000 from torchvision's CIFAR, 25,000 from the shared npz; "
             "each run records its count)" if scale.train_images is None else f"{scale.train_images} class-balanced training images")
     timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
-    knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
+    knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
     knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"
     return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size} (RT: {scale.batch(64)}), "
             f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); models: {knobs}. Epochs in the paper's tables are mapped to "
@@ -127,6 +127,15 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
         "n_done": len(done),
         "n_runs": len(runs),
     }
+
+
+def absent_page(results, page: str, title: str, scale: Scale, data_root: str | None) -> None:
+    """Write ``report/<page>.html`` for a page whose section a trimmed ``tables=`` file leaves out."""
+    from .io import write_text
+
+    write_text(Path(results) / "report" / f"{page}.html",
+               render("absent.html", title=title, scale=scale, prov=provenance([], data_root), scale_note=scale_note(scale),
+                      section=page))
 
 
 def rel(target, start) -> str:

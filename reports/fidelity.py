@@ -23,9 +23,12 @@ def load(path: Path = FIDELITY_YAML) -> list[dict]:
     """The entries, each with every field of ``FIELDS``.
 
     Raises:
-        ConfigError: an entry lacks a field or has an unknown one.
+        ConfigError: invalid YAML, or an entry lacks a field or has an unknown one.
     """
-    entries = yaml.safe_load(Path(path).read_text())
+    try:
+        entries = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{Path(path).name} is not valid YAML ({str(e).splitlines()[0]}); quote values that contain ': ' or '\"'") from e
     for i, e in enumerate(entries):
         if set(e) != set(FIELDS):
             raise ConfigError(f"{Path(path).name} entry {i + 1} ({e.get('topic', '?')}): fields must be exactly "

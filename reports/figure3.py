@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from methods.cells import figure3_searches, load_tables
+from methods.cells import cells_of, figure3_searches, load_tables
 from methods.config import Scale
 from methods.eb import detect_eb, distance_matrix, masks_from_gammas
 
@@ -123,6 +123,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     df = pd.DataFrame(rows).astype({k: "Int64" for k in ("eb_epoch_paper", "eb_epoch_paper_stored", "eb_epoch_official_stored")})
     html = render("figure3.html", title="EB Figure 3: pairwise mask distances", scale=scale,
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure3"],
-                  rows=rows, summary=summary(rows), eps=EPS)
+                  rows=rows, summary=summary(rows), eps=EPS, cells=[c.id for c in cells_of(scale, "figure3", spec)])
     publish(results, "figure3", df, plot(mats, scale, spec), html)
+    from . import cellpage
+
+    cellpage.build_all(scale, results, "figure3", spec, data_root)
     return summary(rows)

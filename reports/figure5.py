@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from methods.cells import figure3_searches, load_tables
+from methods.cells import cells_of, figure3_searches, load_tables
 from methods.config import Scale
 from methods.data import num_classes
 from methods.eb import layer_masks, masks_from_gammas
@@ -24,8 +24,10 @@ from methods.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
 from methods.models import build_model
 from methods.prune import prune_channels, pruned_cfg
 
-from .common import DATASET_NAMES, MODEL_NAMES, load_run, provenance, render, scale_note
-from .io import publish
+from pathlib import Path
+
+from .common import DATASET_NAMES, MODEL_NAMES, absent_page, load_run, provenance, render, scale_note
+from .io import publish, write_figure, write_text
 
 PAPER_IMAGES = 50_000
 COLUMNS = ["model", "dataset", "ratio", "seed", "draw_epoch", "paper_epoch", "on_grid", "is_eb", "pruned_flops", "dense_flops",
@@ -40,7 +42,7 @@ def draw_epochs(scale: Scale, every: int) -> list[int]:
 def collect(scale: Scale, results: str, spec: dict | None = None):
     """One row per (search, ratio, draw epoch) with the cell's total training FLOPs; and the loaded searches."""
     spec = spec or load_tables()
-    s = spec["figure5"]
+    s = spec.get("figure5", {})
     rows, runs, flops_of = [], [], {}
     for search in figure3_searches(scale, spec, "figure5"):
         run = load_run(search.path(results), scale)
@@ -115,6 +117,16 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     """Write ``tables/figure5.csv``, ``report/figure5.png`` and ``report/figure5.html``."""
     spec = spec or load_tables()
     df, runs = collect(scale, str(results), spec)
+    if "figure5" not in spec:
+        from .plotting import plt
+
+        write_text(Path(results) / "tables" / "figure5.csv", df.to_csv(index=False))
+        fig = plt.figure(figsize=(4, 1))
+        fig.text(0.5, 0.5, "figure5 is not in this table specification", ha="center")
+        write_figure(Path(results) / "report" / "figure5.png", fig)
+        plt.close(fig)
+        absent_page(results, "figure5", "EB Figure 5: total training FLOPs vs draw epoch", scale, data_root)
+        return summary(df, runs)
     eb = df[df.is_eb]
     final = df[df.draw_epoch == scale.epochs]
     compare = []
@@ -126,6 +138,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
         c["saving"] = 1 - c["eb_units"] / c["final_units"]
     html = render("figure5.html", title="EB Figure 5: total training FLOPs vs draw epoch", scale=scale,
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure5"],
-                  summary=summary(df, runs), compare=compare)
+                  summary=summary(df, runs), compare=compare, cells=[c.id for c in cells_of(scale, "figure5", spec)])
     publish(results, "figure5", df, plot(df, scale, spec), html)
+    from . import cellpage
+
+    cellpage.build_all(scale, results, "figure5", spec, data_root)
     return summary(df, runs)

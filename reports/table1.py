@@ -16,7 +16,7 @@ import pandas as pd
 from methods.cells import load_tables, table1_cells, table4_cells
 from methods.config import ROOT, Scale
 
-from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import absent_page, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
@@ -103,6 +103,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     report = Path(results) / "report"
     cells, runs_rows, all_runs = collect(scale, results, spec, paper, table)
     write_text(Path(results) / "tables" / f"{table}.csv", pd.DataFrame(cells, columns=COLUMNS).to_csv(index=False))
+    if table not in spec:
+        absent_page(results, table, TABLES[table]["title"], scale, data_root)
+        return summary(cells)
     s = spec[table]
     rows = {}  # (model, row label) -> its cells in column order, rows in the paper's order
     for c in cells:

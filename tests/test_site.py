@@ -161,3 +161,54 @@ def test_fidelity_entries_are_complete(tmp_path):
     bad.write_text("- {area: EB, topic: x, paper: a, code: b, ours: c, source: d, opton: e}\n")
     with pytest.raises(ConfigError, match=r"missing \['option'\], unknown \['opton'\]"):
         load(bad)
+
+
+def test_string_model_knobs_from_a_scale_file_reach_the_model():
+    """The fidelity page's RT options are scale knobs: shortcut A_detached, bn1d_init ones."""
+    import yaml
+
+    from methods.config import Scale
+    from methods.models import build_model
+
+    d = yaml.safe_load((ROOT / "benchmarks" / "scales" / "tiny.yaml").read_text())
+    d["models"]["resnet56"] = {**d["models"].get("resnet56", {}), "shortcut": "A_detached"}
+    d["models"]["vgg16l1"] = {**d["models"].get("vgg16l1", {}), "bn1d_init": "ones"}
+    scale = Scale(name="tiny", **d)
+    net = build_model("resnet56", 10, **scale.models["resnet56"])
+    assert net.shortcut == "A_detached"
+    vgg = build_model("vgg16l1", 10, **scale.models["vgg16l1"])
+    import torch
+
+    bn1d = next(m for m in vgg.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert torch.equal(bn1d.weight, torch.ones_like(bn1d.weight))
+    cfg = RunConfig(model="resnet56", knobs=scale.models["resnet56"], dataset="cifar10", seed=1, epochs=16, batch_size=32,
+                    test_batch_size=32, milestones=[8, 12], lrs=[0.1, 0.01, 0.001], data_root="d")
+    assert cfg.knobs["shortcut"] == "A_detached" and cfg.digest() != cfg.model_copy(update={"knobs": {}}).digest()
+
+
+def test_a_rerun_refreshes_every_page_showing_the_run():
+    from methods.rerun import SEARCH_FIGURES, pages_showing, targets
+
+    own, _ = targets("table1", "vgg16/80-120/cifar100/10", "full", seeds=[1])
+    assert set(pages_showing("full", own)) == {"table1", "table4", "figure1"}  # the same run is on all three
+    own, forced = targets("figure5", "vgg16/cifar100", "full")
+    assert "figure5" in SEARCH_FIGURES and len(own) == 3 and forced == []  # searches are shared: forced only with --upstream
+    assert len(targets("figure5", "vgg16/cifar100", "full", upstream=True)[1]) == 3
+    assert set(pages_showing("full", own)) >= {"table1", "table2", "table4", "figure1", "figure5"}
+
+
+def test_a_specification_without_the_new_sections_still_works(tmp_path):
+    """A tables= copy trimmed before Table 4 and Figure 5 existed: no cells, a stub page, a valid workflow."""
+    import yaml
+
+    from methods.cells import figure3_searches, load_tables
+
+    spec = load_tables()
+    del spec["table4"], spec["figure5"]
+    assert table4_cells(FULL, spec) == [] and figure3_searches(FULL, spec, "figure5") == [] and cells_of(FULL, "table4", spec) == []
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(spec))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "all_tables", "-n", "--config", "scale=smoke",
+                          f"results={tmp_path}", f"tables={tmp_path / 'old.yaml'}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "report_table4" in run.stdout and "retrain" in run.stdout

@@ -141,3 +141,25 @@ def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_ro
     resumed = run_retrain(tmp_path / "b", *args, prune=prune)
     assert _comparable(resumed) == _comparable(full)
     assert resumed["complexity"] == full["complexity"] and resumed["weight_density"] == full["weight_density"]
+
+
+def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
+    """The head ``main_c.py``: the pruned architecture from a fresh init (not the ticket's weights),
+    trained on from the draw epoch under the search's schedule."""
+    from methods.config import ConfigError
+
+    tiny = load_scale("tiny")
+    _, classes, train, _ = _setup(tiny, "cifar10", str(data_root), False)
+    bn = get_pruning("bn")
+    ticket, dense = draw_ticket(search, bn, 0.5, 8, True, classes, train, 1)
+    trained = {k: v.clone() for k, v in ticket.model.state_dict().items()}
+    fresh_ticket, fresh_dense = draw_ticket(search, bn, 0.5, 8, True, classes, train, 1)
+    a = _start_weights(ticket, "continuefresh", search, dense, classes, seed=1)
+    b = _start_weights(fresh_ticket, "fresh", search, fresh_dense, classes, seed=1)
+    conv = next(k for k in trained if k.endswith("weight") and trained[k].dim() == 4)
+    assert torch.equal(a.state_dict()[conv], b.state_dict()[conv]) and not torch.equal(a.state_dict()[conv], trained[conv])
+    out = run_retrain(tmp_path / "r", tiny, search, 0.5, "80", "continuefresh", "80-120", 0.1, 1, str(data_root))
+    assert [r["epoch"] for r in out["log"]] == list(range(9, tiny.epochs + 1))  # paper epoch 80 = epoch 8 of 16: epochs 9..16
+    assert out["config"]["start_epoch"] == 8
+    with pytest.raises(ConfigError, match="continuefresh re-initialises a pruned architecture"):
+        run_retrain(tmp_path / "w", tiny, search, 0.5, "8", "continuefresh", "80-120", 0.1, 1, str(data_root), prune="magnitude")
