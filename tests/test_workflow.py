@@ -118,7 +118,7 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
     from methods.cells import load_tables
 
     spec = load_tables()
-    for name in ("table1", "table2", "figure1", "figure2"):
+    for name in ("table1", "table2", "table4", "figure1", "figure2", "figure5"):
         spec[name]["datasets"] = ["cifar10"]
     spec["figure3"]["dataset"] = "cifar10"
     # RT: every arm, method and model family, each LR once: a ResNet and a VGG of each table
