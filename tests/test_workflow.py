@@ -174,7 +174,7 @@ def _rerun_one_cell(tmp_path, data_root):
     tiny = tmp_path / "tiny"
     cell = "vgg16/80-120/cifar10/20"
     html = (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()
-    cmd = re.search(r"^(python -m methods rerun table1 vgg16/80-120/cifar10/20 [^\n#]*?)\s*$", html, re.M)[1].split()
+    cmd = re.search(r"^(?:<pre>)?(python -m methods rerun table1 vgg16/80-120/cifar10/20 [^\n#]*?)\s*$", html, re.M)[1].split()
     assert cmd[cmd.index("--results") + 1] == str(tmp_path) and cmd[cmd.index("--tables") + 1] == str(tmp_path / "tables.yaml")
     argv = [sys.executable, *cmd[1:]]
     dry = subprocess.run(argv + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
