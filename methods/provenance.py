@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import platform
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import torch
 from .config import ROOT
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """HEAD commit of the suite, suffixed "+dirty" when the tree has uncommitted changes."""
+    """HEAD commit of the suite, suffixed "+dirty" when the tree has uncommitted changes (read
+    once per process: a report writes hundreds of pages)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
