@@ -19,13 +19,18 @@ from .cells import CELL_TABLES, cells_of, find_cell, load_tables, seed_of
 from .config import ROOT, load_scale
 
 
-def _arg_path(p) -> str:
-    """A path as the workflow (run from the suite's root) must see it."""
+def arg_path(p) -> str:
+    """A path as the workflow (run from the suite's root) must see it: relative to the root
+    when inside it, else absolute."""
     p = Path(p).resolve()
     try:
         return p.relative_to(ROOT).as_posix()
     except ValueError:
         return str(p)
+
+
+#: Figures drawn from the searches alone: rerunning one rebuilds its page; ``--upstream`` retrains the searches.
+SEARCH_FIGURES = ("figure3", "figure5")
 
 
 def command(table: str, cell_id: str, scale: str, results: str = "results", data_root: str = "data",
@@ -51,7 +56,7 @@ def targets(table: str, cell_id: str, scale: str, results: str = "results", seed
     runs = [r for r in cell.runs if not seeds or seed_of(r) in seeds]
     if not runs:
         raise ValueError(f"{table} {cell_id} has seeds {sorted({seed_of(r) for r in cell.runs})}, not {sorted(seeds)}")
-    root = f"{_arg_path(results)}/{sc.name}"
+    root = f"{arg_path(results)}/{sc.name}"
     own = [f"{r.path(root)}/result.json" for r in runs]
     ups = [f"{u.path(root)}/result.json" for u in cell.upstream if not seeds or seed_of(u) in seeds]
     if table in SEARCH_FIGURES:  # their "runs" are searches every table shares: forced only on request
@@ -59,15 +64,11 @@ def targets(table: str, cell_id: str, scale: str, results: str = "results", seed
     return own, own + (ups if upstream else [])
 
 
-#: Figures drawn from the searches alone: rerunning one rebuilds its page; ``--upstream`` retrains the searches.
-SEARCH_FIGURES = ("figure3", "figure5")
-
-
 def pages_showing(scale: str, runs: list[str], results: str = "results", tables: str | None = None) -> list[str]:
     """Every page with a cell whose own or upstream runs include one of ``runs`` (result.json
     paths as ``targets`` gives them)."""
     sc, spec = load_scale(scale), load_tables(tables)
-    root = f"{_arg_path(results)}/{sc.name}"
+    root = f"{arg_path(results)}/{sc.name}"
     wanted = set(runs)
     return [t for t in CELL_TABLES
             if any(f"{r.path(root)}/result.json" in wanted for c in cells_of(sc, t, spec) for r in (*c.runs, *c.upstream))]
@@ -90,9 +91,9 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
         RuntimeError: the workflow failed (its last lines are in the message).
     """
     own, forced = targets(table, cell_id, scale, results, seeds, tables, upstream)
-    config = [f"scale={scale}", f"results={_arg_path(results)}", f"data_root={_arg_path(data_root)}"]
+    config = [f"scale={scale}", f"results={arg_path(results)}", f"data_root={arg_path(data_root)}"]
     if tables:
-        config.append(f"tables={_arg_path(tables)}")
+        config.append(f"tables={arg_path(tables)}")
     # mtime only: what must rerun is forced explicitly; a changed rule text or params since a run
     # (an older suite) must not retrain the shared searches behind the cell.
     cmd = [sys.executable, "-m", "snakemake", *own, *(["--forcerun", *forced] if forced else []), "--cores", str(cores),
@@ -107,8 +108,8 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
         return out
     from reports.__main__ import main as report
 
-    rtree = f"{_arg_path(results)}/{scale}"
-    extra = ["--tables", _arg_path(tables)] if tables else []
+    rtree = f"{arg_path(results)}/{scale}"
+    extra = ["--tables", arg_path(tables)] if tables else []
     for page in (*pages_showing(scale, own, results, tables), "index"):
         if report([page, "--scale", scale, "--results", str(ROOT / rtree), *extra]) != 0:
             raise RuntimeError(f"rebuilding the {page} page failed")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from methods.cells import Cell, cells_of, seed_of
-from methods.config import ROOT, RunConfig, Scale
-from methods.rerun import command
+from methods.config import RunConfig, Scale
+from methods.rerun import arg_path, command
 from methods.status import run_state
 
 from . import common
@@ -29,11 +29,6 @@ TITLES = {"table1": "EB Table 1", "table2": "EB Table 2", "table4": "EB Table 4"
 
 def page_path(results, table: str, slug: str) -> Path:
     return Path(results) / "report" / "cells" / table / f"{slug}.html"
-
-
-def link(table: str, cell_id: str) -> str:
-    """Link from a page in ``report/`` to the cell's page."""
-    return f"cells/{table}/{cell_id.replace('/', '_')}.html"
 
 
 def digest(config: dict) -> str:
@@ -58,7 +53,7 @@ def mask_distances(search_dir: Path, ratio: float) -> np.ndarray | None:
     return np.array([mask_distance(masks[t], masks[t - 1]) for t in range(1, len(masks))])
 
 
-def _curves(png: Path, cell: Cell, own: list, ups: dict, results: str) -> bool:
+def _curves(png: Path, cell: Cell, own: list, ups: dict) -> bool:
     """Draw loss, accuracy, LR and mask distance against epoch for every seed; False if nothing to draw."""
     runs = [(seed_of(s), r, "own") for s, r in zip(cell.runs, own) if r.done and r.result.get("log")]
     runs += [(seed_of(s), r, "upstream") for s, r in ups.items() if r.done and r.result.get("log")]
@@ -111,7 +106,7 @@ def _curves(png: Path, cell: Cell, own: list, ups: dict, results: str) -> bool:
     return True
 
 
-def _row(spec_run, run: Run, results: str, here: Path) -> dict:
+def _row(spec_run, run: Run, here: Path) -> dict:
     res = run.result or {}
     prov = res.get("provenance", {})
     energy = res.get("energy", {})
@@ -137,19 +132,17 @@ def build(scale: Scale, results: str, cell: Cell, data_root: str | None = None, 
     own = [load_run(r.path(results), scale) for r in cell.runs]
     ups = {u: load_run(u.path(results), scale) for u in cell.upstream}
     png = out.with_suffix(".png")
-    has_png = _curves(png, cell, own, ups, results)
-    root = Path(results).parent
+    has_png = _curves(png, cell, own, ups)
     roots = sorted({r.result.get("config", {}).get("data_root") for r in own if r.done} - {None})
     data = data_root or (roots[0] if roots else _checked_root(results))
-    cwd_results = root.resolve().relative_to(ROOT).as_posix() if root.resolve().is_relative_to(ROOT) else str(root)
-    cmd = command(cell.table, cell.id, scale.name, cwd_results, data, tables=common.TABLES_PATH)
+    cmd = command(cell.table, cell.id, scale.name, arg_path(Path(results).parent), data, tables=common.TABLES_PATH)
     seeds = sorted({seed_of(r) for r in cell.runs})
     fields = dataclasses.asdict(cell.runs[0])
     html = render("cell.html", title=f"{TITLES[cell.table]} cell {cell.id}", scale=scale, root="../../",
                   prov=provenance(own + list(ups.values()), data_root), scale_note=scale_note(scale), cell=cell,
                   table_title=TITLES[cell.table], table_page=f"../../{cell.table}.html", fields=_flatten(fields),
-                  seeds=seeds, rows=[_row(s, r, results, here) for s, r in zip(cell.runs, own)],
-                  upstream=[_row(s, r, results, here) for s, r in ups.items()], png=png.name if has_png else None,
+                  seeds=seeds, rows=[_row(s, r, here) for s, r in zip(cell.runs, own)],
+                  upstream=[_row(s, r, here) for s, r in ups.items()], png=png.name if has_png else None,
                   command=cmd, seed_command=f"{cmd} --seed {seeds[0]}", summary=summary or {})
     write_text(out, html)
     return out

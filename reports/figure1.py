@@ -19,6 +19,7 @@ from dataclasses import replace
 from methods.cells import figure_runs, load_tables
 from methods.config import PAPER_EPOCHS, Scale
 
+from . import cellpage
 from .common import DATASET_NAMES, MODEL_NAMES, load_run, mean_of, provenance, render, scale_note, stats
 from .io import publish
 
@@ -182,8 +183,6 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec[figure],
                   points=df.to_dict("records"), summary=summary(df))
     publish(results, figure, df, plot(df, scale, spec, figure, flops=figure == "figure2"), html)
-    from . import cellpage
-
     cellpage.build_all(scale, results, figure, spec, data_root,
                        {p["id"]: {"ours": p["acc_mean"]} for p in df.to_dict("records")})
     return summary(df)

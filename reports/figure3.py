@@ -21,6 +21,7 @@ from methods.cells import cells_of, figure3_searches, load_tables
 from methods.config import Scale
 from methods.eb import detect_eb, distance_matrix, masks_from_gammas
 
+from . import cellpage
 from .common import MODEL_NAMES, DATASET_NAMES, load_run, provenance, render, scale_note
 from .io import publish
 
@@ -125,7 +126,5 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure3"],
                   rows=rows, summary=summary(rows), eps=EPS, cells=[c.id for c in cells_of(scale, "figure3", spec)])
     publish(results, "figure3", df, plot(mats, scale, spec), html)
-    from . import cellpage
-
     cellpage.build_all(scale, results, "figure3", spec, data_root)
     return summary(rows)

@@ -11,6 +11,7 @@ epoch of each seed (paper rule) is starred; the dashed line is one dense trainin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,7 @@ from methods.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
 from methods.models import build_model
 from methods.prune import prune_channels, pruned_cfg
 
-from pathlib import Path
-
+from . import cellpage
 from .common import DATASET_NAMES, MODEL_NAMES, absent_page, load_run, provenance, render, scale_note
 from .io import publish, write_figure, write_text
 
@@ -140,7 +140,5 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   prov=provenance(runs, data_root), scale_note=scale_note(scale), spec=spec["figure5"],
                   summary=summary(df, runs), compare=compare, cells=[c.id for c in cells_of(scale, "figure5", spec)])
     publish(results, "figure5", df, plot(df, scale, spec), html)
-    from . import cellpage
-
     cellpage.build_all(scale, results, "figure5", spec, data_root)
     return summary(df, runs)

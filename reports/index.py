@@ -10,7 +10,7 @@ from pathlib import Path
 from methods.cells import figure3_searches, load_tables
 from methods.config import Scale
 
-from . import fidelity, figure1, figure2, figure5, lottery, table1, table2
+from . import fidelity, figure1, figure2, lottery, table1, table2
 from .common import load_run, provenance, render, scale_note
 from .io import write_text
 

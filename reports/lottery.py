@@ -18,6 +18,7 @@ import pandas as pd
 from methods.cells import load_tables, lottery_cells
 from methods.config import ROOT, Scale
 
+from . import cellpage
 from .common import load_run, provenance, rel, render, scale_note
 from .io import write_text
 
@@ -212,8 +213,6 @@ def build(scale: Scale, results: str, table: str, data_root: str | None = None, 
                   seeds=seeds, caption=CAPTIONS[table], paper_csv=PAPER_CSV[table].relative_to(ROOT).as_posix(),
                   has_paper=PAPER_CSV[table].is_file())
     write_text(report / f"{table}.html", html)
-    from . import cellpage
-
     cellpage.build_all(scale, results, table, spec, data_root,
                        {f"{r['id']}/{a}": {"ours": r[f"{a}_mean"], "paper": r[f"paper_{a}_mean"], "diff": r[f"diff_{a}"]}
                         for r in rows for a in ("winning", "random")})

@@ -16,6 +16,7 @@ import pandas as pd
 from methods.cells import load_tables, table1_cells, table4_cells
 from methods.config import ROOT, Scale
 
+from . import cellpage
 from .common import absent_page, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
@@ -96,8 +97,6 @@ def summary(cells: list[dict]) -> dict:
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None,
           paper: dict | None = None, table: str = "table1") -> dict:
     """Write ``tables/<table>.csv``, ``report/<table>.html`` and its cell pages; return the summary."""
-    from . import cellpage
-
     spec = spec or load_tables()
     results = str(results)
     report = Path(results) / "report"

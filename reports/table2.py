@@ -29,6 +29,7 @@ from methods.cells import load_tables, table2_cells
 from methods.config import ROOT, Scale
 from methods.energy import modelled_energy_j
 
+from . import cellpage
 from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
@@ -217,8 +218,6 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   blocks=blocks, runs=runs_rows, summary=summary(cells), energy=energy,
                   paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
     write_text(report / "table2.html", html)
-    from . import cellpage
-
     cellpage.build_all(scale, results, "table2", spec, data_root,
                        {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
     return summary(cells)

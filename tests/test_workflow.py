@@ -9,14 +9,11 @@ from pathlib import Path
 import pytest
 
 from methods.config import ROOT
+from methods.rerun import job_counts  # the 'Job stats' table of a dry run as {rule: count}
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def job_counts(out: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    table = out[out.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
