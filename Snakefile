@@ -1,5 +1,6 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
 # Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
+import shlex
 import sys
 from dataclasses import replace
 
@@ -9,7 +10,7 @@ from methods.config import load_scale
 
 configfile: "config.yaml"
 
-KNOWN = {"scale", "data_root", "download", "results", "tables"}
+KNOWN = {"scale", "data_root", "download", "results", "tables", "runs_per_job"}
 if set(config) - KNOWN:  # a misspelt key would otherwise be ignored silently
     raise ValueError(f"unknown config key(s) {sorted(set(config) - KNOWN)}; known: {sorted(KNOWN)} (see config.yaml)")
 SCALE = load_scale(config["scale"])
@@ -29,6 +30,10 @@ F5 = figure3_searches(SCALE, SPEC, "figure5")
 T8 = lottery_runs(SCALE, SPEC, ["table8"])
 T9 = lottery_runs(SCALE, SPEC, ["table9"])
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
+# Runs per training job (the scale's runs_per_job; `--config runs_per_job=1` gives a job per run).
+GROUP = int(config.get("runs_per_job", SCALE.runs_per_job))
+RETRAINS = sorted({*T1, *T4, *T2, *F1, *F2}, key=lambda r: r.path(R))
+LOTTERIES = sorted({*T8, *T9}, key=lambda r: r.path(R))
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?-s[0-9]+",
@@ -47,6 +52,28 @@ def results(runs):
 
 def lrs_flag(run):
     return f"--lrs {','.join(f'{x:g}' for x in run.lrs)}" if run.lrs else ""
+
+
+def retrain_cmd(r):
+    """The `python -m methods` arguments of one retraining (a RetrainRun)."""
+    return (f"retrain --scale {SCALE.name} {DATA} --search {r.search.path(R)} --ratio {r.ratio:g} --prune {r.prune}"
+            f" --draw {r.draw} --init {r.init} --schedule {r.schedule} --lr {r.lr:g} {lrs_flag(r)} --seed {r.search.seed}"
+            f" --precision {r.precision} --out {r.path(R)}")
+
+
+def lottery_cmd(t):
+    """The `python -m methods` arguments of one lottery arm (a LotteryRun)."""
+    return (f"lottery --scale {SCALE.name} {DATA} --dense {t.dense.path(R)} --prune {t.prune} --target {t.target}"
+            f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(R)}")
+
+
+def groups(runs, upstream):
+    """``runs`` of one upstream run each, cut into chunks of at most GROUP (stable: sorted by path)."""
+    by = {}
+    for r in runs:
+        by.setdefault(upstream(r), []).append(r)
+    return [(up, rs[i:i + GROUP]) for up, rs in sorted(by.items(), key=lambda kv: kv[0].path(R))
+            for i in range(0, len(rs), GROUP)]
 
 
 rule all_tables:
@@ -108,16 +135,22 @@ rule search:
         " --out {R}/search/{wildcards.search} > {log} 2>&1"
 
 
-rule retrain:
-    input: f"{R}/search/{{search}}/result.json"
-    output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
-    log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-    params: r=lambda wc: parse_retrain(wc.search, wc.run), lrs=lambda wc: lrs_flag(parse_retrain(wc.search, wc.run))
-    shell:
-        "{PY} -m methods retrain --scale {SCALE.name} {DATA} --search {R}/search/{wildcards.search}"
-        " --ratio {params.r.ratio} --prune {params.r.prune} --draw {params.r.draw} --init {params.r.init} --schedule {params.r.schedule}"
-        " --lr {params.r.lr} {params.lrs} --seed {params.r.search.seed} --precision {params.r.precision} --out {R}/search/{wildcards.search}/retrain/{wildcards.run}"
-        " > {log} 2>&1"
+if GROUP == 1:
+    rule retrain:
+        input: f"{R}/search/{{search}}/result.json"
+        output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
+        log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
+        params: cmd=lambda wc: retrain_cmd(parse_retrain(wc.search, wc.run))
+        shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
+else:  # small scales: one process trains several retrainings of a search (torch and the data load once)
+    for i, (up, runs) in enumerate(groups(RETRAINS, lambda r: r.search)):
+        rule:
+            name: f"retrain_group{i}"
+            input: f"{up.path(R)}/result.json"
+            output: [f"{r.path(R)}/result.json" for r in runs]
+            log: f"{up.path(R)}/retrain/group{i}.log"
+            params: cmds=" ".join(shlex.quote(retrain_cmd(r)) for r in runs)
+            shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 
 
 # RT Tables 8 and 9: one dense run per (model, LR, seed), pruned by every cell of that model.
@@ -132,15 +165,22 @@ rule dense:
         " --schedule {params.d.schedule} --lr {params.d.lr} --seed {params.d.seed} --out {R}/dense/{wildcards.dense} > {log} 2>&1"
 
 
-rule lottery:
-    input: f"{R}/dense/{{dense}}/result.json"
-    output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
-    log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
-    params: t=lambda wc: parse_lottery(wc.dense, wc.ticket)
-    shell:
-        "{PY} -m methods lottery --scale {SCALE.name} {DATA} --dense {R}/dense/{wildcards.dense} --prune {params.t.prune}"
-        " --target {params.t.target} --arm {params.t.arm} --seed {params.t.dense.seed}"
-        " --out {R}/dense/{wildcards.dense}/lottery/{wildcards.ticket} > {log} 2>&1"
+if GROUP == 1:
+    rule lottery:
+        input: f"{R}/dense/{{dense}}/result.json"
+        output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
+        log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
+        params: cmd=lambda wc: lottery_cmd(parse_lottery(wc.dense, wc.ticket))
+        shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
+else:
+    for i, (up, runs) in enumerate(groups(LOTTERIES, lambda t: t.dense)):
+        rule:
+            name: f"lottery_group{i}"
+            input: f"{up.path(R)}/result.json"
+            output: [f"{t.path(R)}/result.json" for t in runs]
+            log: f"{up.path(R)}/lottery/group{i}.log"
+            params: cmds=" ".join(shlex.quote(lottery_cmd(t)) for t in runs)
+            shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 
 
 rule report_table1:

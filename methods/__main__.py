@@ -1,12 +1,15 @@
-"""Command line: ``python -m methods {flops,data,search,retrain,dense,lottery,status,rerun} ...``.
+"""Command line: ``python -m methods {flops,data,search,retrain,dense,lottery,batch,status,rerun} ...``.
 
 Bad input ends with one line on stderr naming the fix and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from pathlib import Path
 import warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
@@ -84,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
     lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")
     _common(lt, schedule=False, eb=False)
+    b = sub.add_parser("batch", help="run several training stages one after another in this process (a grouped job: "
+                       "torch and the data are loaded once); each writes its output to its --out folder's log.txt")
+    b.add_argument("commands", nargs="+", help="quoted stage command lines, e.g. 'retrain --search S --ratio 0.5 ... --out DIR'")
     st = sub.add_parser("status", help="cells of each table done, running, missing or failed, from the result files alone")
     st.add_argument("--scale", default="smoke")
     st.add_argument("--results", default="results", help="results root (the workflow's results= key)")
@@ -125,6 +131,8 @@ def main(argv=None) -> int:
             return _status(args)
         if args.cmd == "rerun":
             return _rerun(args)
+        if args.cmd == "batch":
+            return _batch(args.commands)
         scale = load_scale(args.scale)
         if args.cmd == "flops":
             from .flops import complexity
@@ -166,6 +174,66 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+BATCHABLE = ("search", "retrain", "dense", "lottery")
+
+
+def _batch(commands: list[str]) -> int:
+    """Run each stage command line of ``commands`` in turn, as its own job would (same stage
+    code, seeds and files; ``tests/test_batch.py`` checks the results are bitwise equal), with
+    stdout and stderr in ``<--out>/log.txt``. A failing run does not stop the others.
+
+    Returns 0 when every run succeeded, else 1 (the failed runs are printed).
+
+    Raises:
+        ValueError: a line that is not a training stage or has no ``--out``.
+    """
+    import shlex
+
+    argvs = [shlex.split(c) for c in commands]
+    for argv in argvs:
+        if not argv or argv[0] not in BATCHABLE or "--out" not in argv:
+            raise ValueError(f"batch runs stage command lines ({', '.join(BATCHABLE)} ... --out DIR), got {argv[:1]}")
+    failed = []
+    for argv in argvs:
+        out = argv[argv.index("--out") + 1]
+        with _output_to(Path(out) / "log.txt"):
+            try:
+                rc = main(argv)
+            except Exception:  # one broken run must not lose the group's others
+                import traceback
+
+                traceback.print_exc()
+                rc = 1
+        print(f"{'done' if rc == 0 else 'FAILED'} {out}", flush=True)
+        if rc:
+            failed.append(out)
+    if failed:
+        print(f"error: {len(failed)} of {len(argvs)} runs failed; see their log.txt: {' '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _output_to(log: Path):
+    """Send this process's stdout and stderr to ``log``: ``sys.stdout``/``sys.stderr`` and file
+    descriptors 1 and 2 (C++ warnings too)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _status(args) -> int:

@@ -44,6 +44,12 @@ class Scale(_Strict):
     seeds: list[int] = Field(min_length=1)
     threads: int = Field(default=0, ge=0, description="torch threads per job; 0 = torch default")
     device: str = "auto"
+    autocast: Literal["bf16"] | None = Field(default=None, description="opt-in bf16 autocast of forward and loss "
+                                             "(not the papers' FP32: reports mark its cells); null = FP32")
+    channels_last: bool = Field(default=False, description="NHWC memory format (faster convolutions on GPUs)")
+    compile: bool = Field(default=False, description="torch.compile the model (GPU; minutes of compile per run)")
+    runs_per_job: int = Field(default=1, gt=0, description="retrain/lottery runs of one upstream run per Snakemake job "
+                              "(one process: torch and the data load once); 1 = a job per run, as SLURM wants")
     models: dict[str, dict[str, float | int | str]] = Field(default_factory=dict, description="width/depth knobs per model")
 
     def batch(self, paper_batch: int) -> int:
@@ -151,6 +157,15 @@ class RunConfig(_Strict):
     device: str = "auto"
     threads: int = 0
     precision: Precision | None = Field(default=None, description="low-precision format (swa_start at this scale); None = FP32")
+    autocast: Literal["bf16"] | None = None  # Scale.autocast
+    channels_last: bool = False
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _compile_fp32(self):
+        if self.compile and self.precision is not None:
+            raise ValueError("compile: true works with FP32 runs only (the quantisers are hooks); set compile: false")
+        return self
 
     @field_validator("lrs")
     @classmethod
@@ -174,8 +189,9 @@ class RunConfig(_Strict):
     def digest(self) -> str:
         """Hash of the fields that change the maths (not where data lives or what runs it)."""
         d = self.model_dump(exclude={"data_root", "download", "device", "threads"})
-        if d["precision"] is None:  # FP32 runs keep the digests they had before precision existed
-            del d["precision"]
+        for k, default in (("precision", None), ("autocast", None), ("channels_last", False), ("compile", False)):
+            if d[k] == default:  # runs keep the digests they had before these fields existed
+                del d[k]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

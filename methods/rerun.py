@@ -91,7 +91,8 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
         RuntimeError: the workflow failed (its last lines are in the message).
     """
     own, forced = targets(table, cell_id, scale, results, seeds, tables, upstream)
-    config = [f"scale={scale}", f"results={arg_path(results)}", f"data_root={arg_path(data_root)}"]
+    # A job per run: at scales that group runs (runs_per_job), the cell's own runs alone, not their group.
+    config = [f"scale={scale}", f"results={arg_path(results)}", f"data_root={arg_path(data_root)}", "runs_per_job=1"]
     if tables:
         config.append(f"tables={arg_path(tables)}")
     # mtime only: what must rerun is forced explicitly; a changed rule text or params since a run

@@ -6,6 +6,7 @@ checkpoint when rerun. Epoch arguments are given at the papers' scale and mapped
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,18 @@ def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = device_of(scale.device)
     classes = num_classes(dataset)
-    train, test = load_cifar(data_root, dataset, download)
-    train = balanced_subset(train, scale.train_images, classes).to(dev)
-    test = balanced_subset(test, scale.test_images, classes).to(dev)
+    train, test = _device_data(str(data_root), dataset, download, scale.train_images, scale.test_images, str(dev))
     return dev, classes, train, test
+
+
+@functools.lru_cache(maxsize=2)
+def _device_data(data_root: str, dataset: str, download: bool, train_images, test_images, dev: str):
+    """The scale's subsets on the training device, read once per process: the runs of a grouped
+    job (``methods batch``) share them. Nothing writes into them (augmentation copies)."""
+    classes = num_classes(dataset)
+    train, test = load_cifar(data_root, dataset, download)
+    return (balanced_subset(train, train_images, classes).to(dev),
+            balanced_subset(test, test_images, classes).to(dev))
 
 
 def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], lrs: list[float], seed: int,
@@ -58,7 +67,8 @@ def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], l
     fields = dict(model=model, knobs=scale.models[model], dataset=dataset, seed=seed, epochs=scale.epochs,
                   batch_size=scale.batch_size, test_batch_size=scale.test_batch_size, train_images=scale.train_images,
                   test_images=scale.test_images, milestones=milestones, lrs=lrs, data_root=str(data_root),
-                  download=download, device=scale.device, threads=scale.threads)
+                  download=download, device=scale.device, threads=scale.threads, autocast=scale.autocast,
+                  channels_last=scale.channels_last, compile=scale.compile)
     return validate(RunConfig, {**fields, **extra}, "run config")  # extra may override (RT: batch, sparsity)
 
 

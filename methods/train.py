@@ -8,6 +8,7 @@ With ``RunConfig.precision`` the same loop trains in low precision (``methods.lo
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -47,26 +48,40 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
+def _autocast(dev: torch.device, cfg: RunConfig | None):
+    """bf16 autocast when the run opted in (``Scale.autocast``), else a no-op."""
+    if cfg is not None and cfg.autocast == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _layout(x: torch.Tensor, cfg: RunConfig | None) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if cfg is not None and cfg.channels_last else x
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, test: Split, batch_size: int) -> dict:
+def evaluate(model: nn.Module, test: Split, batch_size: int, cfg: RunConfig | None = None) -> dict:
     """Test loss and top-1: per-sample accuracy (``test_acc``, %) and the EB code's mean of
-    per-batch accuracies (``test_acc_batchmean``, %), which weights the last small batch equally."""
+    per-batch accuracies (``test_acc_batchmean``, %), which weights the last small batch equally.
+    Sums stay on the device: one host sync per evaluation."""
     model.eval()
-    loss, correct, batch_accs = 0.0, 0, []
+    dev = test.x.device
+    loss, correct = torch.zeros((), device=dev, dtype=torch.float64), []
     for i in range(0, len(test.y), batch_size):
-        x, y = normalize(test.x[i:i + batch_size]), test.y[i:i + batch_size]
-        out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        c = (out.argmax(1) == y).sum().item()
-        correct += c
-        batch_accs.append(c / len(y))
-    n = len(test.y)
-    return {"test_loss": loss / n, "test_acc": 100.0 * correct / n,
-            "test_acc_batchmean": 100.0 * sum(batch_accs) / len(batch_accs)}
+        x, y = _layout(normalize(test.x[i:i + batch_size]), cfg), test.y[i:i + batch_size]
+        with _autocast(dev, cfg):
+            out = model(x)
+        loss += F.cross_entropy(out.float(), y, reduction="sum")
+        correct.append((out.argmax(1) == y).sum())
+    n, c = len(test.y), torch.stack(correct).cpu()
+    sizes = torch.tensor([min(batch_size, n - i) for i in range(0, n, batch_size)])
+    return {"test_loss": loss.item() / n, "test_acc": 100.0 * int(c.sum()) / n,
+            "test_acc_batchmean": 100.0 * sum(int(k) / int(m) for k, m in zip(c, sizes)) / len(sizes)}
 
 
 def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[nn.BatchNorm2d]) -> dict:
-    """One epoch of SGD; loss and accuracy are accumulated on the device (one sync per epoch)."""
+    """One epoch of SGD; loss and accuracy are accumulated on the device (one sync per epoch).
+    ``model`` may be the ``torch.compile`` wrapper of the network ``bns`` belong to."""
     model.train()
     dev = train.x.device
     gen = epoch_generator(cfg.seed, epoch, dev)
@@ -75,9 +90,10 @@ def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for i in range(0, len(perm), cfg.batch_size):
         idx = perm[i:i + cfg.batch_size]
-        x, y = augment(train.x[idx], gen), train.y[idx]
-        out = model(x)
-        loss = F.cross_entropy(out, y)
+        x, y = _layout(augment(train.x[idx], gen), cfg), train.y[idx]
+        with _autocast(dev, cfg):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.sparsity:
@@ -95,6 +111,10 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
         meter: EnergyMeter | None = None) -> dict:
     """Train ``model`` from ``cfg.start_epoch`` to ``cfg.epochs``, resuming from ``ckpt_path``.
 
+    Opt-in speed knobs of the run (``Scale``): ``autocast`` (bf16 forward and loss, not the
+    papers' FP32), ``channels_last`` (NHWC weights and batches), ``compile`` (``torch.compile``
+    of the training and test forward; FP32 only).
+
     ``train``/``test`` must already be on the training device. Every epoch appends a log row
     (lr, losses, accuracies in %, seconds, images/s, ``energy_j``: joules of the epoch's training
     steps from ``meter``, None without one), the BN |gamma| vector (for masks), and
@@ -110,8 +130,9 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
         RuntimeError: a checkpoint written by a different configuration, or a corrupt one.
     """
     dev = train.x.device
-    model.to(dev)
+    model.to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     bns = bn_layers(model)
+    step_model = torch.compile(model) if cfg.compile else model  # shares the parameters; checkpoints save ``model``
     lp = cfg.precision
     sgd = dict(lr=cfg.lrs[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     noise = torch.Generator(device=dev) if lp else None  # the quantisers' rounding noise, reseeded every epoch
@@ -139,15 +160,15 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
             t0 = time.perf_counter()
             if meter is not None:
                 meter.begin(f"epoch{epoch}")
-            row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, opt, train, cfg, epoch, bns)}
+            row = {"epoch": epoch + 1, "lr": lr, **train_epoch(step_model, opt, train, cfg, epoch, bns)}
             row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
             row["seconds"] = time.perf_counter() - t0
             row["images_per_s"] = len(train.y) / row["seconds"]
-            row.update(evaluate(model, test, cfg.test_batch_size))
+            row.update(evaluate(step_model, test, cfg.test_batch_size, cfg))
             if swa is not None and epoch >= lp.swa_start:  # EB main_c_lp.py: after each epoch >= swa_start
                 swa.update_parameters(model)
                 bn_update(swa.module, _swa_batches(train, cfg, epoch))
-                row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size)["test_acc"]
+                row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size, cfg)["test_acc"]
             epoch += 1
             log.append(row)
             gammas.append(bn_gammas(model))

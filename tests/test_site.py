@@ -211,4 +211,4 @@ def test_a_specification_without_the_new_sections_still_works(tmp_path):
                           f"results={tmp_path}", f"tables={tmp_path / 'old.yaml'}"], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "report_table4" in run.stdout and "retrain" in run.stdout
+    assert "report_table4" in run.stdout and "retrain_group" in run.stdout

@@ -48,7 +48,7 @@ def test_report_commands_parse(tmp_path):
 
 
 def test_one_search_serves_every_cell_that_needs_it(tmp_path):
-    out = subprocess.run(SNAKEMAKE + ["table1", "figure1", "-n", "--config", "scale=smoke", f"results={tmp_path}"],
+    out = subprocess.run(SNAKEMAKE + ["table1", "figure1", "-n", "--config", "scale=smoke", "runs_per_job=1", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
     assert jobs["search"] == 8 and jobs["retrain"] == 32 + 60 - 16

@@ -1,0 +1,77 @@
+"""Grouped jobs (``python -m methods batch``, the scales' ``runs_per_job``): several runs in one
+process give bitwise the results of one process per run, a failed run does not stop the others,
+and the grouped workflow builds exactly the per-run workflow's result files."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from methods.__main__ import main
+from methods.rerun import job_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _retrain(search, out, ratio, draw, data_root):
+    return (f"retrain --scale tiny --data-root {data_root} --search {search} --ratio {ratio} --draw {draw} --init fresh"
+            f" --out {out}")
+
+
+def test_a_batch_gives_bitwise_the_runs_of_separate_processes(tmp_path, data_root):
+    search = tmp_path / "search"
+    assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",
+                 "--snapshot-epochs", "10", "--out", str(search)]) == 0
+    alone = subprocess.run([sys.executable, "-m", "methods", *_retrain(search, tmp_path / "alone", 0.5, 10, data_root).split()],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    # the run of interest second: the first leaves the process (data cache, RNG, threads) as it finds it
+    batch = subprocess.run([sys.executable, "-m", "methods", "batch", _retrain(search, tmp_path / "first", 0.3, "final", data_root),
+                            _retrain(search, tmp_path / "second", 0.5, 10, data_root)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert batch.returncode == 0, batch.stderr[-2000:]
+    assert batch.stdout.split() == ["done", str(tmp_path / "first"), "done", str(tmp_path / "second")]
+    a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("alone", "second"))
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc")
+    assert [[r[k] for k in keys] for r in a["log"]] == [[r[k] for k in keys] for r in b["log"]]
+    assert a["complexity"] == b["complexity"] and a["best_acc"] == b["best_acc"]
+    assert "epoch 16/16" in (tmp_path / "second" / "log.txt").read_text()  # each run's output in its own log
+
+
+def test_a_failed_run_does_not_stop_the_batch(tmp_path, data_root, capsys):
+    search = tmp_path / "search"
+    assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",
+                 "--snapshot-epochs", "none", "--out", str(search)]) == 0
+    capsys.readouterr()
+    rc = main(["batch", _retrain(tmp_path / "nowhere", tmp_path / "bad", 0.5, "final", data_root),
+               _retrain(search, tmp_path / "good", 0.5, "final", data_root)])
+    out = capsys.readouterr()
+    assert rc == 1 and f"FAILED {tmp_path / 'bad'}" in out.out and f"done {tmp_path / 'good'}" in out.out
+    assert "1 of 2 runs failed" in out.err
+    assert (tmp_path / "good" / "result.json").is_file() and not (tmp_path / "bad" / "result.json").exists()
+    assert "error:" in (tmp_path / "bad" / "log.txt").read_text()
+
+
+def test_batch_runs_only_training_stages(capsys):
+    assert main(["batch", "rerun table1 x --out y"]) == 2
+    assert "batch runs stage command lines" in capsys.readouterr().err
+
+
+def _outputs(out: str, rule: str) -> set[str]:
+    return {f for m in re.finditer(rf"^rule {rule}\w*:\n(?:    .*\n)*?    output: (.*)$", out, re.M) for f in m[1].split(", ")}
+
+
+def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
+    """Smoke scale (runs_per_job 16): 301 training jobs become 75; the group jobs' outputs are
+    exactly the per-run jobs' result files, none in two groups, at most 16 per group."""
+    base = [sys.executable, "-m", "snakemake", "all_tables", "-n", "--config", "scale=smoke", f"results={tmp_path}"]
+    per_run = subprocess.run(base + ["runs_per_job=1"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    grouped = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    single, groups = job_counts(per_run), job_counts(grouped)
+    for rule in ("retrain", "lottery"):
+        assert _outputs(grouped, f"{rule}_group") == _outputs(per_run, rule) and len(_outputs(per_run, rule)) == single[rule]
+        n = [len(m[1].split(", ")) for m in re.finditer(rf"^rule {rule}_group\d+:\n(?:    .*\n)*?    output: (.*)$", grouped, re.M)]
+        assert sum(n) == single[rule] and max(n) <= 16 and len(n) == sum(v for k, v in groups.items() if k.startswith(rule))
+    assert groups["search"] == single["search"] and groups["dense"] == single["dense"]
