@@ -88,6 +88,39 @@ def detect_eb(masks: torch.Tensor, rule: str = "paper", fifo: int = 5, eps: floa
     return None
 
 
+class EBDetector:
+    """``detect_eb`` one epoch at a time, as a search runs: ``push`` the mask after each epoch
+    (the first push is the initialisation, m_0); ``epoch`` is ``detect_eb`` of the history pushed
+    so far. Each push costs at most ``fifo - 1`` mask distances, not a pass over the history.
+
+    Raises:
+        ValueError: unknown rule.
+    """
+
+    def __init__(self, rule: str = "paper", fifo: int = 5, eps: float = 0.1):
+        if rule not in ("paper", "official"):
+            raise ValueError(f"unknown EB detection rule {rule!r}; choose 'paper' or 'official'")
+        self.rule, self.fifo, self.eps = rule, fifo, eps
+        self.window: list[torch.Tensor] = []  # the last ``fifo`` masks
+        self.dists: list[float] = []  # paper: the last ``fifo`` of dist(m_t, m_{t-1})
+        self.t = -1
+        self.epoch: int | None = None
+
+    def push(self, mask: torch.Tensor) -> int | None:
+        """Add m_t (bool ``(N,)``); returns ``epoch`` (the first emergence so far, or None)."""
+        self.t += 1
+        if self.epoch is None:
+            if self.rule == "paper":
+                if self.window:
+                    self.dists = [*self.dists, mask_distance(mask, self.window[-1])][-self.fifo:]
+                if len(self.dists) == self.fifo and max(self.dists) < self.eps:
+                    self.epoch = self.t
+            elif self.t >= self.fifo - 1 and all(mask_distance(mask, m) <= self.eps for m in self.window[-(self.fifo - 1):]):
+                self.epoch = self.t
+            self.window = [*self.window, mask][-self.fifo:]
+        return self.epoch
+
+
 def layer_masks(model: nn.Module, mask: torch.Tensor, gammas: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Split a global mask ``(N,)`` into one bool mask per BatchNorm2d of ``model``.
 

@@ -14,7 +14,7 @@ import torch
 
 from .config import PAPER_EPOCHS, ConfigError, Precision, RunConfig, Scale, load_precision, schedule, validate
 from .data import Split, balanced_subset, load_cifar, num_classes
-from .eb import channel_mask, detect_eb, masks_from_gammas
+from .eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
 from .io import load_torch, read_json, save_npz, save_torch, write_json
@@ -122,13 +122,17 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
         save_torch(out / "snapshots" / "epoch0.pt", net.state_dict())
     wanted = {scale.epoch(e) for e in snapshot_epochs}
 
-    masks: dict[float, list[torch.Tensor]] = {p: [] for p in SEARCH_RATIOS}  # grows by one mask per epoch
+    seen = [0]  # |gamma| rows already pushed into the detectors
+    detectors = [EBDetector(rule) for _ in SEARCH_RATIOS for rule in EB_RULES]
 
     def on_epoch(epoch, m, gammas):
-        for p in SEARCH_RATIOS:  # after a resume the first call catches up on the whole history
-            masks[p] += [channel_mask(g, p) for g in gammas[len(masks[p]):]]
-        found = {detect_eb(torch.stack(masks[p]), rule) for p in SEARCH_RATIOS for rule in EB_RULES}
-        if epoch in wanted or epoch in found:
+        for g in gammas[seen[0]:]:  # after a resume the first call catches up on the whole history
+            for i, p in enumerate(SEARCH_RATIOS):
+                mask = channel_mask(g, p)
+                for d in detectors[i * len(EB_RULES):(i + 1) * len(EB_RULES)]:
+                    d.push(mask)
+        seen[0] = len(gammas)
+        if epoch in wanted or epoch in {d.epoch for d in detectors}:
             save_torch(out / "snapshots" / f"epoch{epoch}.pt", m.state_dict())
 
     meter = EnergyMeter(dev)

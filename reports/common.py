@@ -100,12 +100,15 @@ def scale_note(scale: Scale) -> str:
             f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); models: {knobs}. Epochs in the paper's tables are mapped to "
             f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
             f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}."
+            + (" <b>Training used bf16 autocast</b> (the scale's opt-in <code>autocast: bf16</code>), not the papers' FP32."
+               if scale.autocast else "")
             + ("" if scale.name == "full" else " At this reduced scale accuracies sit far below the papers': the "
                "differences check the pipeline end to end, not the papers' numbers; run scale full for those."))
 
 
 def provenance(runs: list[Run], data_root: str | None) -> dict:
-    """Commit(s), date range, device(s) and data root of the results a page shows, plus now.
+    """Commit(s), date range, device(s) and data root of the results a page shows, plus now,
+    and the runs computed with bf16 autocast (``autocast``: "parent/run" names).
 
     The data root defaults to what the runs were trained on (their config), since the report
     itself reads no images.
@@ -126,6 +129,9 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
         "report_commit": git_commit(),
         "n_done": len(done),
         "n_runs": len(runs),
+        # opt-in bf16 autocast (Scale.autocast) is not the papers' FP32: every page names such runs
+        "autocast": sorted(f"{r.path.parent.name}/{r.path.name}" for r in runs
+                           if r.done and r.result.get("config", {}).get("autocast")),
     }
 
 

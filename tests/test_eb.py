@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from methods.eb import channel_mask, detect_eb, distance_matrix, layer_masks, mask_distance
+from methods.eb import EBDetector, channel_mask, detect_eb, distance_matrix, layer_masks, mask_distance
 from methods.models import build_model
 
 
@@ -66,3 +66,24 @@ def test_empty_layer_keeps_its_largest_channel():
     masks = layer_masks(m, channel_mask(g, 0.05), g)
     assert masks[0].sum() == 1 and masks[0][7]
     assert sum(int(x.sum()) for x in masks) == int(channel_mask(g, 0.05).sum()) + 1
+
+
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_streaming_detector_equals_detect_eb_on_every_prefix(rule):
+    """EBDetector (what a search runs each epoch) gives detect_eb of the history so far, on the
+    worked histories above and on random drifts that emerge at varied epochs."""
+    hists = [_history([list(range(10)), list(range(10, 16)), [16, 17, 18, 19]] + [[]] * 6),
+             _history([[i] for i in range(12)]), _history([[0, 1]] + [[]] * 6)]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        flips = [torch.randperm(20, generator=g)[:int(torch.randint(0, 4, (1,), generator=g))].tolist() for _ in range(25)]
+        hists.append(_history(flips))
+    emerged = set()
+    for h in hists:
+        det = EBDetector(rule)
+        for t in range(len(h)):
+            assert det.push(h[t]) == detect_eb(h[:t + 1], rule)
+        emerged.add(det.epoch)
+    assert len(emerged) > 4  # the random histories cover early, late and no emergence
+    with pytest.raises(ValueError, match="'paper' or 'official'"):
+        EBDetector("strict")

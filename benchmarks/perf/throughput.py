@@ -1,0 +1,156 @@
+"""Training throughput of our step against a reference-style loop and the compute-only limit.
+
+Three loops train the same network (same init, batch size, SGD, FP32, L1 on BN gamma) on the
+same images, alternating round by round so drift of the machine hits all three:
+
+* ``ours``: ``methods.train.train_epoch``, the suite's step: uint8 images held on the training
+  device, batched augmentation (``methods.data.augment``), loss and accuracy summed on the device.
+* ``reference``: built like the official repositories' ``main.py`` (EB, network slimming):
+  torchvision PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
+  Normalize) through a ``DataLoader`` (shuffle; ``num_workers=1, pin_memory=True`` on CUDA as
+  their ``kwargs``, none on the CPU), a copy to the device per batch and the accuracy
+  ``pred.eq(target).cpu().sum()`` per step (a host sync).
+* ``compute``: the same step on one normalised batch already on the device: no data pipeline.
+
+Reported: images/s of each (median over rounds) and ours / reference, ours / compute.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from methods.data import MEAN, STD, Split, balanced_subset, load_cifar, normalize, num_classes
+from methods.eb import bn_layers
+from methods.models import build_model
+
+
+def _sgd(model):  # EB main.py: SGD, momentum 0.9, weight decay 1e-4
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+
+def _sparsity_step(bns, s=1e-4):  # EB main.py updateBN
+    for bn in bns:
+        bn.weight.grad.add_(torch.sign(bn.weight.detach()), alpha=s)
+
+
+class _PILCifar(torch.utils.data.Dataset):
+    """torchvision's CIFAR dataset as the official code reads it: HWC uint8 -> PIL -> transform."""
+
+    def __init__(self, split: Split, transform):
+        self.data = split.x.permute(0, 2, 3, 1).contiguous().numpy()
+        self.targets = split.y.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def reference_loader(split: Split, batch_size: int, cuda: bool, seed: int = 0):
+    """The official repositories' training loader over ``split`` (CPU uint8)."""
+    from torchvision import transforms
+
+    tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    kw = {"num_workers": 1, "pin_memory": True} if cuda else {}
+    return torch.utils.data.DataLoader(_PILCifar(split, tf), batch_size=batch_size, shuffle=True,
+                                       generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def reference_epoch(model, opt, loader, dev, bns, autocast=None) -> int:
+    """One pass of the official ``train()`` loop; returns the images seen."""
+    model.train()
+    seen, correct = 0, 0
+    for data, target in loader:
+        data, target = data.to(dev, non_blocking=True), target.to(dev, non_blocking=True)
+        opt.zero_grad()
+        with autocast or torch.autocast(dev.type, enabled=False):
+            output = model(data)
+            loss = F.cross_entropy(output, target)
+        loss.backward()
+        _sparsity_step(bns)
+        opt.step()
+        pred = output.data.max(1, keepdim=True)[1]
+        correct += pred.eq(target.data.view_as(pred)).cpu().sum()
+        seen += len(target)
+    return seen
+
+
+def compute_steps(model, opt, x, y, steps: int, bns, autocast=None) -> int:
+    """``steps`` SGD steps on one batch already on the device; returns the images seen."""
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        with autocast or torch.autocast(x.device.type, enabled=False):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        _sparsity_step(bns)
+        opt.step()
+    return steps * len(y)
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: int, data_root: str,
+            dataset: str = "cifar10", device: str = "cpu", threads: int = 0, autocast: str | None = None) -> dict:
+    """Images/s of the three loops on ``images`` training images (median of ``rounds`` after a warm-up).
+
+    Returns ``{"ours", "reference", "compute"}`` in images/s, ``ours_vs_reference`` and
+    ``ours_vs_compute`` (ratios), and the settings. ``autocast="bf16"`` runs all three in bf16 autocast.
+    """
+    from methods.config import RunConfig
+    from methods.train import train_epoch
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    classes = num_classes(dataset)
+    train, _ = load_cifar(data_root, dataset)
+    train = balanced_subset(train, images, classes)
+    torch.manual_seed(0)
+    init = build_model(model_name, classes, **knobs)
+    nets = {k: copy.deepcopy(init).to(dev) for k in ("ours", "reference", "compute")}
+    opts = {k: _sgd(m) for k, m in nets.items()}
+    bns = {k: bn_layers(m) for k, m in nets.items()}
+    cfg = RunConfig(model=model_name, dataset=dataset, seed=1, epochs=1, batch_size=batch_size,
+                    test_batch_size=batch_size, milestones=[], lrs=[0.1], data_root=data_root, autocast=autocast)
+    on_dev = train.to(dev)
+    loader = reference_loader(train, batch_size, dev.type == "cuda")
+    x = normalize(on_dev.x[:batch_size])
+    y = on_dev.y[:batch_size]
+    steps = max(1, len(train.y) // batch_size)
+
+    def amp():
+        return torch.autocast(dev.type, dtype=torch.bfloat16) if autocast == "bf16" else None
+
+    loops = {
+        "ours": lambda e: (train_epoch(nets["ours"], opts["ours"], on_dev, cfg, e, bns["ours"]), len(on_dev.y))[1],
+        "reference": lambda e: reference_epoch(nets["reference"], opts["reference"], loader, dev, bns["reference"], amp()),
+        "compute": lambda e: compute_steps(nets["compute"], opts["compute"], x, y, steps, bns["compute"], amp()),
+    }
+    rates = {k: [] for k in loops}
+    for r in range(rounds + 1):  # round 0 warms up
+        for k, loop in loops.items():
+            _sync(dev)
+            t0 = time.perf_counter()
+            n = loop(r)
+            _sync(dev)
+            if r:
+                rates[k].append(n / (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"model": model_name, "knobs": knobs, "batch_size": batch_size, "images": len(train.y), "rounds": rounds,
+            "device": str(dev), "threads": torch.get_num_threads(), "autocast": autocast, **med,
+            "ours_vs_reference": med["ours"] / med["reference"], "ours_vs_compute": med["ours"] / med["compute"],
+            "reference_vs_compute": med["reference"] / med["compute"],
+            "rounds_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in rates.items()}}
