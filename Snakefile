@@ -2,11 +2,14 @@
 # Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
 import shlex
 import sys
+
+import yaml
 from dataclasses import replace
 
 from methods.cells import (figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
                           parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells, table4_cells)
 from methods.config import load_scale
+from methods.stages import CONTINUING
 
 configfile: "config.yaml"
 
@@ -65,6 +68,25 @@ def lottery_cmd(t):
     """The `python -m methods` arguments of one lottery arm (a LotteryRun)."""
     return (f"lottery --scale {SCALE.name} {DATA} --dense {t.dense.path(R)} --prune {t.prune} --target {t.target}"
             f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(R)}")
+
+
+RUNTIME = yaml.safe_load(open("slurm/runtime.yaml"))
+
+
+def runtime(run, epochs=None):
+    """SLURM minutes for a job training ``run`` (slurm/runtime.yaml); the scale's epochs unless given."""
+    base = run.search if hasattr(run, "search") else run.dense if hasattr(run, "dense") else run
+    e = SCALE.epochs if epochs is None else epochs
+    minutes = RUNTIME["minutes_per_160_epochs"].get(base.model, max(RUNTIME["minutes_per_160_epochs"].values()))
+    return max(RUNTIME["minimum"], int(RUNTIME["margin"] * minutes * e / 160 + 0.5))
+
+
+def retrain_runtime(r):
+    """EB Train (init continue/continuefresh) trains from its draw epoch on; an EB draw's epoch is
+    known only after the search, so it gets the whole run's time."""
+    if r.init in CONTINUING and r.draw not in ("eb", "eb_official", "best"):
+        return runtime(r, SCALE.epochs - SCALE.epoch(r.draw))
+    return runtime(r)
 
 
 def groups(runs, upstream):
@@ -128,6 +150,7 @@ rule search:
     output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
     log: f"{R}/search/{{search}}/log.txt"
     params: s=lambda wc: parse_search(wc.search), lrs=lambda wc: lrs_flag(parse_search(wc.search))
+    resources: runtime=lambda wc: runtime(parse_search(wc.search))
     shell:
         "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
         " --schedule {params.s.schedule} --lr {params.s.lr} {params.lrs} --seed {params.s.seed} --precision {params.s.precision}"
@@ -141,6 +164,7 @@ if GROUP == 1:
         output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
         log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
         params: cmd=lambda wc: retrain_cmd(parse_retrain(wc.search, wc.run))
+        resources: runtime=lambda wc: retrain_runtime(parse_retrain(wc.search, wc.run))
         shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
 else:  # small scales: one process trains several retrainings of a search (torch and the data load once)
     for i, (up, runs) in enumerate(groups(RETRAINS, lambda r: r.search)):
@@ -150,6 +174,7 @@ else:  # small scales: one process trains several retrainings of a search (torch
             output: [f"{r.path(R)}/result.json" for r in runs]
             log: f"{up.path(R)}/retrain/group{i}.log"
             params: cmds=" ".join(shlex.quote(retrain_cmd(r)) for r in runs)
+            resources: runtime=sum(retrain_runtime(r) for r in runs)
             shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 
 
@@ -160,6 +185,7 @@ rule dense:
         f"{R}/dense/{{dense}}/snapshots/final.pt"
     log: f"{R}/dense/{{dense}}/log.txt"
     params: d=lambda wc: parse_dense(wc.dense)
+    resources: runtime=lambda wc: runtime(parse_dense(wc.dense))
     shell:
         "{PY} -m methods dense --scale {SCALE.name} {DATA} --model {params.d.model} --dataset {params.d.dataset}"
         " --schedule {params.d.schedule} --lr {params.d.lr} --seed {params.d.seed} --out {R}/dense/{wildcards.dense} > {log} 2>&1"
@@ -171,6 +197,7 @@ if GROUP == 1:
         output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
         log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
         params: cmd=lambda wc: lottery_cmd(parse_lottery(wc.dense, wc.ticket))
+        resources: runtime=lambda wc: runtime(parse_lottery(wc.dense, wc.ticket))
         shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
 else:
     for i, (up, runs) in enumerate(groups(LOTTERIES, lambda t: t.dense)):
@@ -180,6 +207,7 @@ else:
             output: [f"{t.path(R)}/result.json" for t in runs]
             log: f"{up.path(R)}/lottery/group{i}.log"
             params: cmds=" ".join(shlex.quote(lottery_cmd(t)) for t in runs)
+            resources: runtime=sum(runtime(t) for t in runs)
             shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 
 

@@ -128,12 +128,15 @@ def submit(cluster: str | None = None, folder: str | None = None, **kwargs):
     import yaml
 
     res = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())["set-resources"]["retrain"]
-    # One job runs the cell's training jobs one after another: give it the time of all of them.
+    # One job runs the cell's training jobs one after another: give it the time of all of them,
+    # each at the longest per-run limit of slurm/runtime.yaml.
     planned = rerun(**{**kwargs, "dry_run": True})["jobs"]
     n = max(1, sum(v for k, v in planned.items() if k in ("search", "retrain", "dense", "lottery")))
+    rt = yaml.safe_load((ROOT / "slurm" / "runtime.yaml").read_text())
+    per_run = max(rt["minimum"], int(rt["margin"] * max(rt["minutes_per_160_epochs"].values())))
     ex = submitit.AutoExecutor(folder=folder or os.path.join(kwargs.get("results", "results"), "submitit"), cluster=cluster)
     kwargs = {**kwargs, "cores": int(res["cpus_per_task"])}
-    ex.update_parameters(timeout_min=n * int(res["runtime"]), cpus_per_task=int(res["cpus_per_task"]),
+    ex.update_parameters(timeout_min=n * per_run, cpus_per_task=int(res["cpus_per_task"]),
                          mem_gb=max(1, int(res["mem_mb"]) // 1000), name=f"rerun-{kwargs['table']}")
     if ex.cluster == "slurm":
         ex.update_parameters(slurm_gpus_per_node=int(res["gpu"]),

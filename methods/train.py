@@ -59,7 +59,7 @@ def _layout(x: torch.Tensor, cfg: RunConfig | None) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg is not None and cfg.channels_last else x
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, test: Split, batch_size: int, cfg: RunConfig | None = None) -> dict:
     """Test loss and top-1: per-sample accuracy (``test_acc``, %) and the EB code's mean of
     per-batch accuracies (``test_acc_batchmean``, %), which weights the last small batch equally.

@@ -29,10 +29,18 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     assert jobs["retrain"] == 32 * 3 + 4 * 3 * 5 * 3 - 4 * 4 * 3 + 4 * 3 * 6 * 3 + (12 + 9) * 3 + 2 * 3 * 5 * 3 + 16 * 3
     assert jobs["dense"] == 50 and jobs["lottery"] == 300  # RT Tables 8 and 9 (test_rt_tables_list_five_seeds)
     assert "--scale full" in out  # --config results=... keeps the profile's full-scale config
-    search = out[out.index("rule search:"):]
-    resources = search[search.index("resources:"):].splitlines()[0]
-    for r in ("gpu=1", "cpus_per_task=4", "mem_mb=16000", "runtime=480"):  # from the profile's set-resources
-        assert r in resources
+    # GPU rules: one GPU from the profile, a time limit per job from slurm/runtime.yaml (1.5 x the minutes of a
+    # 160-epoch run of the model); report and aggregation rules are local and request nothing
+    limits = {}
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", out, re.M):
+        limits.setdefault(m[1], set()).add(m[2])
+    for rule in ("search", "retrain", "dense", "lottery"):
+        assert all(all(r in res for r in ("gpu=1", "cpus_per_task=4", "mem_mb=16000")) for res in limits[rule])
+    runtimes = lambda rule: {int(re.search(r"runtime=(\d+)", res)[1]) for res in limits[rule]}
+    assert runtimes("search") == {180, 360}  # VGG16 120 min, PreResNet-101 240 min, x 1.5
+    assert runtimes("dense") == {180, 225, 360, 450}  # VGG 120, ResNet-56 150, ResNet-50 240, ResNet-110 300
+    assert min(runtimes("retrain")) == 30  # EB Train from draw epoch 40+: a fraction of a run, at least 30 min
+    assert all("gpu" not in res for rule, v in limits.items() if rule.startswith("report") for res in v)
 
 
 def test_report_commands_parse(tmp_path):

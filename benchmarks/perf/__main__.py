@@ -39,7 +39,7 @@ def _throughput(args) -> list[dict]:
         sc = load_scale(scale_name)
         threads = min(sc.threads or os.cpu_count(), os.cpu_count()) if args.threads is None else args.threads
         r = measure(args.model, sc.models.get(args.model, {}), sc.batch_size, images, rounds, args.data_root,
-                    threads=threads)
+                    threads=threads, channels_last=sc.channels_last, autocast=sc.autocast)
         out.append({"scale": scale_name, **r})
         print(f"throughput {scale_name}: ours {r['ours']:.0f}, reference {r['reference']:.0f}, compute {r['compute']:.0f} img/s",
               flush=True)
@@ -102,7 +102,8 @@ def summary(res: dict) -> str:
         lines.append(f"| {name} | {value} | {goal} |")
 
     for t in res.get("throughput", []):
-        s = f"{t['scale']} width ({t['model']}, batch {t['batch_size']}, {t['threads']} threads)"
+        s = (f"{t['scale']} width ({t['model']}, batch {t['batch_size']}, {t['threads']} threads"
+             f"{', NHWC' if t['channels_last'] else ''})")
         row(f"images/s, {s}: ours / reference / compute-only", f"{t['ours']:.0f} / {t['reference']:.0f} / {t['compute']:.0f}")
         row(f"ours / reference-style loop, {t['scale']}", f"{t['ours_vs_reference']:.2f}x", f">= {GOALS['ours_vs_reference']}x")
         row(f"ours / compute-only limit, {t['scale']}", f"{100 * t['ours_vs_compute']:.1f} %", f">= {100 * GOALS['ours_vs_compute']:.0f} %")

@@ -54,13 +54,16 @@ class _PILCifar(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
-def reference_loader(split: Split, batch_size: int, cuda: bool, seed: int = 0):
-    """The official repositories' training loader over ``split`` (CPU uint8)."""
+def reference_loader(split: Split, batch_size: int, cuda: bool, seed: int = 0, workers: int | None = None):
+    """The official repositories' training loader over ``split`` (CPU uint8); ``workers``
+    overrides their ``num_workers`` (1 on CUDA, 0 on the CPU)."""
     from torchvision import transforms
 
     tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
                              transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     kw = {"num_workers": 1, "pin_memory": True} if cuda else {}
+    if workers is not None:
+        kw["num_workers"] = workers
     return torch.utils.data.DataLoader(_PILCifar(split, tf), batch_size=batch_size, shuffle=True,
                                        generator=torch.Generator().manual_seed(seed), **kw)
 
@@ -103,11 +106,15 @@ def _sync(dev):
 
 
 def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: int, data_root: str,
-            dataset: str = "cifar10", device: str = "cpu", threads: int = 0, autocast: str | None = None) -> dict:
-    """Images/s of the three loops on ``images`` training images (median of ``rounds`` after a warm-up).
+            dataset: str = "cifar10", device: str = "cpu", threads: int = 0, autocast: str | None = None,
+            channels_last: bool = False, compile: bool = False, workers: int | None = None) -> dict:
+    """Images/s of the three loops on ``images`` training images (None: all; median of ``rounds``
+    after a warm-up round).
 
     Returns ``{"ours", "reference", "compute"}`` in images/s, ``ours_vs_reference`` and
-    ``ours_vs_compute`` (ratios), and the settings. ``autocast="bf16"`` runs all three in bf16 autocast.
+    ``ours_vs_compute`` (ratios), and the settings. ``autocast="bf16"`` runs all three in bf16
+    autocast; ``channels_last``/``compile`` are our step's knobs (``Scale``), applied to ours and to
+    the compute-only limit (the limit of the same step), never to the reference-style loop.
     """
     from methods.config import RunConfig
     from methods.train import train_epoch
@@ -120,14 +127,18 @@ def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: 
     train = balanced_subset(train, images, classes)
     torch.manual_seed(0)
     init = build_model(model_name, classes, **knobs)
-    nets = {k: copy.deepcopy(init).to(dev) for k in ("ours", "reference", "compute")}
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    nets = {k: copy.deepcopy(init).to(dev, memory_format=layout if k != "reference" else torch.contiguous_format)
+            for k in ("ours", "reference", "compute")}
     opts = {k: _sgd(m) for k, m in nets.items()}
     bns = {k: bn_layers(m) for k, m in nets.items()}
+    step = {k: torch.compile(m) if compile and k != "reference" else m for k, m in nets.items()}
     cfg = RunConfig(model=model_name, dataset=dataset, seed=1, epochs=1, batch_size=batch_size,
-                    test_batch_size=batch_size, milestones=[], lrs=[0.1], data_root=data_root, autocast=autocast)
+                    test_batch_size=batch_size, milestones=[], lrs=[0.1], data_root=data_root, autocast=autocast,
+                    channels_last=channels_last)
     on_dev = train.to(dev)
-    loader = reference_loader(train, batch_size, dev.type == "cuda")
-    x = normalize(on_dev.x[:batch_size])
+    loader = reference_loader(train, batch_size, dev.type == "cuda", workers=workers)
+    x = normalize(on_dev.x[:batch_size]).contiguous(memory_format=layout)
     y = on_dev.y[:batch_size]
     steps = max(1, len(train.y) // batch_size)
 
@@ -135,9 +146,9 @@ def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: 
         return torch.autocast(dev.type, dtype=torch.bfloat16) if autocast == "bf16" else None
 
     loops = {
-        "ours": lambda e: (train_epoch(nets["ours"], opts["ours"], on_dev, cfg, e, bns["ours"]), len(on_dev.y))[1],
+        "ours": lambda e: (train_epoch(step["ours"], opts["ours"], on_dev, cfg, e, bns["ours"]), len(on_dev.y))[1],
         "reference": lambda e: reference_epoch(nets["reference"], opts["reference"], loader, dev, bns["reference"], amp()),
-        "compute": lambda e: compute_steps(nets["compute"], opts["compute"], x, y, steps, bns["compute"], amp()),
+        "compute": lambda e: compute_steps(step["compute"], opts["compute"], x, y, steps, bns["compute"], amp()),
     }
     rates = {k: [] for k in loops}
     for r in range(rounds + 1):  # round 0 warms up
@@ -150,7 +161,8 @@ def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: 
                 rates[k].append(n / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     return {"model": model_name, "knobs": knobs, "batch_size": batch_size, "images": len(train.y), "rounds": rounds,
-            "device": str(dev), "threads": torch.get_num_threads(), "autocast": autocast, **med,
+            "device": str(dev), "threads": torch.get_num_threads(), "autocast": autocast,
+            "channels_last": channels_last, "compile": compile, **med,
             "ours_vs_reference": med["ours"] / med["reference"], "ours_vs_compute": med["ours"] / med["compute"],
             "reference_vs_compute": med["reference"] / med["compute"],
             "rounds_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in rates.items()}}

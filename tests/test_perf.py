@@ -1,0 +1,52 @@
+"""The performance benchmark's parts compute what they claim (benchmarks/perf/)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks.perf.__main__ import summary
+from benchmarks.perf.dag import dag_cost, run_epochs, run_flops
+from benchmarks.perf.eb_overhead import eb_seconds_per_epoch
+from benchmarks.perf.smoke import _tree_rss_bytes
+from benchmarks.perf.throughput import measure
+from methods.cells import RetrainRun, SearchRun
+from methods.config import load_scale
+
+FULL = load_scale("full")
+
+
+def test_dag_trains_each_shared_run_once():
+    d = dag_cost("full")
+    # the full dry run's training jobs (tests/test_workflow.py): 48 searches, 645 retrains, 50 dense, 300 arms
+    assert d["jobs"] == {"SearchRun": 48, "RetrainRun": 645, "DenseRun": 50, "LotteryRun": 300}
+    assert d["scheduled"]["runs"] == 1043 and d["independent"]["runs"] > 2 * 1000
+    assert d["ratio_epochs"] <= 0.5 and d["ratio_flops"] < d["ratio_epochs"]
+
+
+def test_run_epochs_and_flops_by_hand():
+    s = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
+    # methods.flops.training_flops' worked example: dense VGG16, 50,000 images, 160 epochs = 1.506e16
+    assert run_flops(s, FULL) == pytest.approx(1.506e16, rel=1e-3)
+    assert run_epochs(RetrainRun(s, 0.5, "40", "continue"), FULL) == 120  # EB Train from epoch 40
+    assert run_epochs(RetrainRun(s, 0.5, "eb", "continue"), FULL) == 160  # t_EB unknown before the search
+    assert run_flops(RetrainRun(s, 0.5, "10"), FULL) == pytest.approx(0.25 * 1.506e16, rel=1e-3)  # (1 - p)^2
+
+
+def test_eb_overhead_worst_case_never_emerges():
+    r = eb_seconds_per_epoch("vgg16", {}, 12)
+    assert r["bn_channels"] == 4224 and r["emerged"] == 0 and 0 < r["seconds_per_epoch"] < 1
+
+
+def test_throughput_loops_and_summary(data_root):
+    r = measure("vgg16", {"width": 0.0625}, 32, 64, 1, str(data_root), threads=1, channels_last=True)
+    assert r["images"] == 60 and r["channels_last"]  # 64 images, class-balanced: 6 per class
+    assert all(r[k] > 0 for k in ("ours", "reference", "compute"))
+    assert r["ours_vs_reference"] == pytest.approx(r["ours"] / r["reference"])
+    md = summary({"machine": "test", "throughput": [{"scale": "tiny", **r}],
+                  "smoke": {"wall_s": 600, "training_jobs": 75, "peak_tree_rss_mb": 900, "peak_process_rss_mb": 400}})
+    assert "| ours / reference-style loop, tiny |" in md and "| smoke all_tables wall time | 10.0 min (75 training jobs) | <= 15 min |" in md
+
+
+def test_tree_memory_counts_this_process():
+    assert _tree_rss_bytes(os.getpid()) > 10 * 2**20
