@@ -2,14 +2,14 @@
 # Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
 import shlex
 import sys
+from dataclasses import replace
 
 import yaml
-from dataclasses import replace
 
 from methods.cells import (figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
                           parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells, table4_cells)
 from methods.config import load_scale
-from methods.stages import CONTINUING
+from methods.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
 
 configfile: "config.yaml"
 
@@ -35,8 +35,8 @@ T9 = lottery_runs(SCALE, SPEC, ["table9"])
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # Runs per training job (the scale's runs_per_job; `--config runs_per_job=1` gives a job per run).
 GROUP = int(config.get("runs_per_job", SCALE.runs_per_job))
-RETRAINS = sorted({*T1, *T4, *T2, *F1, *F2}, key=lambda r: r.path(R))
-LOTTERIES = sorted({*T8, *T9}, key=lambda r: r.path(R))
+RETRAINS = {*T1, *T4, *T2, *F1, *F2}
+LOTTERIES = {*T8, *T9}
 
 wildcard_constraints:
     search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?-s[0-9]+",
@@ -53,49 +53,11 @@ def results(runs):
     return sorted({f"{r.path(R)}/result.json" for r in runs})
 
 
-def lrs_flag(run):
-    return f"--lrs {','.join(f'{x:g}' for x in run.lrs)}" if run.lrs else ""
+RUNTIME = yaml.safe_load(RUNTIME_YAML.read_text())
 
 
-def retrain_cmd(r):
-    """The `python -m methods` arguments of one retraining (a RetrainRun)."""
-    return (f"retrain --scale {SCALE.name} {DATA} --search {r.search.path(R)} --ratio {r.ratio:g} --prune {r.prune}"
-            f" --draw {r.draw} --init {r.init} --schedule {r.schedule} --lr {r.lr:g} {lrs_flag(r)} --seed {r.search.seed}"
-            f" --precision {r.precision} --out {r.path(R)}")
-
-
-def lottery_cmd(t):
-    """The `python -m methods` arguments of one lottery arm (a LotteryRun)."""
-    return (f"lottery --scale {SCALE.name} {DATA} --dense {t.dense.path(R)} --prune {t.prune} --target {t.target}"
-            f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(R)}")
-
-
-RUNTIME = yaml.safe_load(open("slurm/runtime.yaml"))
-
-
-def runtime(run, epochs=None):
-    """SLURM minutes for a job training ``run`` (slurm/runtime.yaml); the scale's epochs unless given."""
-    base = run.search if hasattr(run, "search") else run.dense if hasattr(run, "dense") else run
-    e = SCALE.epochs if epochs is None else epochs
-    minutes = RUNTIME["minutes_per_160_epochs"].get(base.model, max(RUNTIME["minutes_per_160_epochs"].values()))
-    return max(RUNTIME["minimum"], int(RUNTIME["margin"] * minutes * e / 160 + 0.5))
-
-
-def retrain_runtime(r):
-    """EB Train (init continue/continuefresh) trains from its draw epoch on; an EB draw's epoch is
-    known only after the search, so it gets the whole run's time."""
-    if r.init in CONTINUING and r.draw not in ("eb", "eb_official", "best"):
-        return runtime(r, SCALE.epochs - SCALE.epoch(r.draw))
-    return runtime(r)
-
-
-def groups(runs, upstream):
-    """``runs`` of one upstream run each, cut into chunks of at most GROUP (stable: sorted by path)."""
-    by = {}
-    for r in runs:
-        by.setdefault(upstream(r), []).append(r)
-    return [(up, rs[i:i + GROUP]) for up, rs in sorted(by.items(), key=lambda kv: kv[0].path(R))
-            for i in range(0, len(rs), GROUP)]
+def runtime(run):
+    return runtime_minutes(run, SCALE, RUNTIME)
 
 
 rule all_tables:
@@ -163,18 +125,18 @@ if GROUP == 1:
         input: f"{R}/search/{{search}}/result.json"
         output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
         log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-        params: cmd=lambda wc: retrain_cmd(parse_retrain(wc.search, wc.run))
-        resources: runtime=lambda wc: retrain_runtime(parse_retrain(wc.search, wc.run))
+        params: cmd=lambda wc: retrain_args(parse_retrain(wc.search, wc.run), SCALE, R, DATA)
+        resources: runtime=lambda wc: runtime(parse_retrain(wc.search, wc.run))
         shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
 else:  # small scales: one process trains several retrainings of a search (torch and the data load once)
-    for i, (up, runs) in enumerate(groups(RETRAINS, lambda r: r.search)):
+    for i, (up, runs) in enumerate(groups(RETRAINS, lambda r: r.search, GROUP)):
         rule:
             name: f"retrain_group{i}"
             input: f"{up.path(R)}/result.json"
             output: [f"{r.path(R)}/result.json" for r in runs]
             log: f"{up.path(R)}/retrain/group{i}.log"
-            params: cmds=" ".join(shlex.quote(retrain_cmd(r)) for r in runs)
-            resources: runtime=sum(retrain_runtime(r) for r in runs)
+            params: cmds=" ".join(shlex.quote(retrain_args(r, SCALE, R, DATA)) for r in runs)
+            resources: runtime=sum(runtime(r) for r in runs)
             shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 
 
@@ -196,17 +158,17 @@ if GROUP == 1:
         input: f"{R}/dense/{{dense}}/result.json"
         output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
         log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
-        params: cmd=lambda wc: lottery_cmd(parse_lottery(wc.dense, wc.ticket))
+        params: cmd=lambda wc: lottery_args(parse_lottery(wc.dense, wc.ticket), SCALE, R, DATA)
         resources: runtime=lambda wc: runtime(parse_lottery(wc.dense, wc.ticket))
         shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
 else:
-    for i, (up, runs) in enumerate(groups(LOTTERIES, lambda t: t.dense)):
+    for i, (up, runs) in enumerate(groups(LOTTERIES, lambda t: t.dense, GROUP)):
         rule:
             name: f"lottery_group{i}"
             input: f"{up.path(R)}/result.json"
             output: [f"{t.path(R)}/result.json" for t in runs]
             log: f"{up.path(R)}/lottery/group{i}.log"
-            params: cmds=" ".join(shlex.quote(lottery_cmd(t)) for t in runs)
+            params: cmds=" ".join(shlex.quote(lottery_args(t, SCALE, R, DATA)) for t in runs)
             resources: runtime=sum(runtime(t) for t in runs)
             shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
 

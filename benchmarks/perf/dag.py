@@ -5,9 +5,8 @@ rows are Table 4's, one search serves 4 draw epochs x several ratios, one dense 
 arms of its model). "Independent" charges every cell of every table and figure its own runs plus
 its own copy of the runs they start from (``methods.cells.cells_of``: ``runs`` + ``upstream``).
 
-Epochs per run: searches, dense runs, lottery arms and retrainings from scratch train the
-scale's ``epochs``; EB Train (``init`` continue/continuefresh) trains ``epochs - t_draw``, with
-t = 0 for an EB draw whose epoch is known only after the search (an upper bound). FLOPs:
+Epochs per run: ``methods.jobs.run_epochs`` (the scale's epochs; EB Train from a numbered draw
+epoch t: epochs - t; from an EB draw, known only after the search: the whole run, an upper bound). FLOPs:
 3 x forward FLOPs (fvcore, one 3x32x32 image) x 50,000 images x epochs (``methods.flops.training_flops``);
 a channel-pruned retraining at ratio p is counted at (1 - p)^2 x the dense FLOPs (the actual
 network is known only after the search; weight-masked networks are charged at dense FLOPs,
@@ -21,7 +20,8 @@ from methods.cells import CELL_TABLES, DenseRun, LotteryRun, RetrainRun, SearchR
 from methods.config import Scale, load_scale
 from methods.data import num_classes
 from methods.flops import complexity, training_flops
-from methods.stages import CONTINUING, PAPER_TRAIN_IMAGES
+from methods.jobs import run_epochs
+from methods.stages import PAPER_TRAIN_IMAGES
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,13 +39,6 @@ def _l1_flops(model: str, dataset: str, knobs: tuple, variant: str) -> float:
     dense = build_model(model, num_classes(dataset), **dict(knobs))
     cfg = pruned_cfg(dense, kept_counts(dense, variant_rule(model, variant)))
     return complexity(build_model(model, num_classes(dataset), **dict(knobs), cfg=cfg))["flops"]
-
-
-def run_epochs(run, scale: Scale) -> int:
-    """Epochs the stage of ``run`` trains at ``scale`` (see the module docstring)."""
-    if isinstance(run, RetrainRun) and run.init in CONTINUING and run.draw not in ("eb", "eb_official", "best"):
-        return scale.epochs - scale.epoch(run.draw)
-    return scale.epochs
 
 
 def run_flops(run, scale: Scale) -> float:

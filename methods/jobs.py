@@ -1,0 +1,70 @@
+"""What the Snakefile needs to turn runs (``methods.cells``) into jobs: each stage's command
+line, the epochs a run trains, its SLURM time limit (``slurm/runtime.yaml``) and the grouping of
+short runs into one job (a scale's ``runs_per_job``; ``python -m methods batch`` runs a group).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .cells import LotteryRun, RetrainRun
+from .config import Scale
+from .stages import CONTINUING
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_YAML = ROOT / "slurm" / "runtime.yaml"
+
+
+def lrs_flag(run) -> str:
+    """``--lrs a,b,c`` for a run with explicit LRs (Table 4), else empty."""
+    return f"--lrs {','.join(f'{x:g}' for x in run.lrs)}" if run.lrs else ""
+
+
+def retrain_args(r: RetrainRun, scale: Scale, results: str, data: str) -> str:
+    """The ``python -m methods`` arguments of one retraining; ``data`` is ``--data-root ...``."""
+    return (f"retrain --scale {scale.name} {data} --search {r.search.path(results)} --ratio {r.ratio:g} --prune {r.prune}"
+            f" --draw {r.draw} --init {r.init} --schedule {r.schedule} --lr {r.lr:g} {lrs_flag(r)} --seed {r.search.seed}"
+            f" --precision {r.precision} --out {r.path(results)}")
+
+
+def lottery_args(t: LotteryRun, scale: Scale, results: str, data: str) -> str:
+    """The ``python -m methods`` arguments of one lottery arm."""
+    return (f"lottery --scale {scale.name} {data} --dense {t.dense.path(results)} --prune {t.prune} --target {t.target}"
+            f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(results)}")
+
+
+def run_epochs(run, scale: Scale) -> int:
+    """Epochs the stage of ``run`` trains at ``scale``: the scale's epochs, except EB Train
+    (init continue/continuefresh) from a numbered draw epoch t, which trains epochs - t. An EB
+    draw's epoch is known only after its search: counted as a whole run (an upper bound)."""
+    if isinstance(run, RetrainRun) and run.init in CONTINUING and run.draw not in ("eb", "eb_official", "best"):
+        return scale.epochs - scale.epoch(run.draw)
+    return scale.epochs
+
+
+def model_of(run) -> str:
+    """The architecture a run trains (a retraining's or arm's is its search's or dense run's)."""
+    return (run.search if isinstance(run, RetrainRun) else run.dense if isinstance(run, LotteryRun) else run).model
+
+
+def runtime_minutes(run, scale: Scale, table: dict | None = None) -> int:
+    """SLURM time limit of a job training ``run``: ``margin`` x the model's minutes per 160 epochs
+    x the epochs it trains / 160, at least ``minimum`` (``slurm/runtime.yaml``; an unlisted model
+    gets the longest)."""
+    t = table or yaml.safe_load(RUNTIME_YAML.read_text())
+    per = t["minutes_per_160_epochs"]
+    minutes = per.get(model_of(run), max(per.values()))
+    return max(t["minimum"], int(t["margin"] * minutes * run_epochs(run, scale) / 160 + 0.5))
+
+
+def groups(runs, upstream, size: int) -> list[tuple[object, list]]:
+    """``runs`` grouped by ``upstream(run)`` (their search or dense run) and cut into chunks of at
+    most ``size``, in path order: [(upstream run, [runs])]. The chunks depend only on the runs."""
+    by: dict = {}
+    for r in sorted(runs, key=lambda r: r.path("")):
+        by.setdefault(upstream(r), []).append(r)
+    return [(up, rs[i:i + size]) for up, rs in sorted(by.items(), key=lambda kv: kv[0].path(""))
+            for i in range(0, len(rs), size)]
+
+
