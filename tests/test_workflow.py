@@ -39,7 +39,8 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     runtimes = lambda rule: {int(re.search(r"runtime=(\d+)", res)[1]) for res in limits[rule]}
     assert runtimes("search") == {180, 360}  # VGG16 120 min, PreResNet-101 240 min, x 1.5
     assert runtimes("dense") == {180, 225, 360, 450}  # VGG 120, ResNet-56 150, ResNet-50 240, ResNet-110 300
-    assert min(runtimes("retrain")) == 30  # EB Train from draw epoch 40+: a fraction of a run, at least 30 min
+    # EB Train continues from t_EB, known only after its search: charged a whole run, like every retraining
+    assert runtimes("retrain") == {180, 360} and runtimes("lottery") == {180, 225, 360, 450}
     assert all("gpu" not in res for rule, v in limits.items() if rule.startswith("report") for res in v)
 
 
