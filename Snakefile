@@ -34,6 +34,11 @@ T8 = lottery_runs(SCALE, SPEC, ["table8"])
 T9 = lottery_runs(SCALE, SPEC, ["table9"])
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # Runs per training job (the scale's runs_per_job; `--config runs_per_job=1` gives a job per run).
+# A group job's outputs are update(): Snakemake neither deletes its finished runs' results before
+# running it (one missing result reruns the group) nor, with keep-incomplete (profiles/default),
+# after one run fails; each stage skips a run whose result is no older than its upstream run's
+# (methods.io.finished). So `--forcerun` of a group retrains only its missing or stale runs:
+# methods.rerun forces one cell with a job per run.
 GROUP = int(config.get("runs_per_job", SCALE.runs_per_job))
 RETRAINS = {*T1, *T4, *T2, *F1, *F2}
 LOTTERIES = {*T8, *T9}
@@ -133,7 +138,7 @@ else:  # small scales: one process trains several retrainings of a search (torch
         rule:
             name: f"retrain_group{i}"
             input: f"{up.path(R)}/result.json"
-            output: [f"{r.path(R)}/result.json" for r in runs]
+            output: [update(f"{r.path(R)}/result.json") for r in runs]  # see GROUP
             log: f"{up.path(R)}/retrain/group{i}.log"
             params: cmds=" ".join(shlex.quote(retrain_args(r, SCALE, R, DATA)) for r in runs)
             resources: runtime=sum(runtime(r) for r in runs)
@@ -166,7 +171,7 @@ else:
         rule:
             name: f"lottery_group{i}"
             input: f"{up.path(R)}/result.json"
-            output: [f"{t.path(R)}/result.json" for t in runs]
+            output: [update(f"{t.path(R)}/result.json") for t in runs]  # see GROUP
             log: f"{up.path(R)}/lottery/group{i}.log"
             params: cmds=" ".join(shlex.quote(lottery_args(t, SCALE, R, DATA)) for t in runs)
             resources: runtime=sum(runtime(t) for t in runs)

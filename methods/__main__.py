@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -182,26 +183,32 @@ BATCHABLE = ("search", "retrain", "dense", "lottery")
 def _batch(commands: list[str]) -> int:
     """Run each stage command line of ``commands`` in turn, as its own job would (same stage
     code, seeds and files; ``tests/test_batch.py`` checks the results are bitwise equal), with
-    stdout and stderr in ``<--out>/log.txt``. A failing run does not stop the others.
+    stdout and stderr appended to ``<--out>/log.txt`` (a resumed or skipped run keeps its
+    earlier log). Every line is parsed before any runs; a failing run does not stop the others.
 
     Returns 0 when every run succeeded, else 1 (the failed runs are printed).
 
     Raises:
-        ValueError: a line that is not a training stage or has no ``--out``.
+        ValueError: a line that is not a training stage command or does not parse.
     """
     import shlex
 
-    argvs = [shlex.split(c) for c in commands]
+    argvs, p = [shlex.split(c) for c in commands], parser()
+    outs = []
     for argv in argvs:
-        if not argv or argv[0] not in BATCHABLE or "--out" not in argv:
+        if not argv or argv[0] not in BATCHABLE:
             raise ValueError(f"batch runs stage command lines ({', '.join(BATCHABLE)} ... --out DIR), got {argv[:1]}")
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            try:
+                outs.append(p.parse_args(argv).out)
+            except SystemExit:
+                raise ValueError(f"batch line {shlex.join(argv)!r}: {err.getvalue().strip().splitlines()[-1]}") from None
     failed = []
-    for argv in argvs:
-        out = argv[argv.index("--out") + 1]
+    for argv, out in zip(argvs, outs):
         with _output_to(Path(out) / "log.txt"):
             try:
                 rc = main(argv)
-            except Exception:  # one broken run must not lose the group's others
+            except (Exception, SystemExit):  # one broken run must not lose the group's others
                 import traceback
 
                 traceback.print_exc()
@@ -216,13 +223,13 @@ def _batch(commands: list[str]) -> int:
 
 @contextlib.contextmanager
 def _output_to(log: Path):
-    """Send this process's stdout and stderr to ``log``: ``sys.stdout``/``sys.stderr`` and file
+    """Append this process's stdout and stderr to ``log``: ``sys.stdout``/``sys.stderr`` and file
     descriptors 1 and 2 (C++ warnings too)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
         try:

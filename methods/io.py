@@ -76,3 +76,21 @@ def load_torch(path, what: str = "checkpoint"):
 def save_npz(path, **arrays) -> None:
     """``np.savez_compressed`` atomically."""
     _atomic(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def finished(out, upstream) -> dict | None:
+    """The result of the run in ``out`` if it is finished and current, else None.
+
+    Finished: ``out/result.json`` exists. Current: it is no older than ``upstream/result.json``,
+    the search or dense run it was trained from (Snakemake's mtime rule: a grouped job keeps its
+    finished runs' results, its outputs being marked ``update`` in the Snakefile, so the stage
+    itself must tell a stale one). A stale result is ignored (the stage trains again and
+    replaces it) and a stale checkpoint ``out/ckpt.pt`` deleted, so training does not resume
+    from weights trained on the upstream run's earlier version.
+    """
+    out, up = Path(out), Path(upstream) / "result.json"
+    up_mtime = up.stat().st_mtime if up.is_file() else float("-inf")
+    ckpt, result = out / "ckpt.pt", out / "result.json"
+    if ckpt.is_file() and ckpt.stat().st_mtime < up_mtime:
+        ckpt.unlink()
+    return read_json(result) if result.is_file() and result.stat().st_mtime >= up_mtime else None

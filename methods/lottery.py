@@ -29,7 +29,7 @@ import torch
 from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
-from .io import load_torch, read_json, save_torch, write_json
+from .io import finished, load_torch, read_json, save_torch, write_json
 from .l1 import prune_filters
 from .models import build_model
 from .models.rt import he_normal_
@@ -146,8 +146,8 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
         are missing; RuntimeError: a corrupt snapshot.
     """
     out, dense_dir = Path(out), Path(dense_dir)
-    if (out / "result.json").is_file():
-        return read_json(out / "result.json")
+    if (done := finished(out, dense_dir)) is not None:
+        return done
     method = get_pruning(prune)
     if prune not in LOTTERY_METHODS:
         raise ConfigError(f"--prune {prune} is an EB Table 2 method; the lottery stage takes l1 or convmagnitude")

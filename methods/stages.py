@@ -17,7 +17,7 @@ from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
-from .io import load_torch, read_json, save_npz, save_torch, write_json
+from .io import finished, load_torch, read_json, save_npz, save_torch, write_json
 from .lowp import mac_bits
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
@@ -38,9 +38,12 @@ CONTINUING = ("continue", "continuefresh")
 PAPER_TRAIN_IMAGES = 50_000
 
 
+#: torch's own thread count, which ``threads: 0`` means (also for a later run of a batch).
+_TORCH_THREADS = torch.get_num_threads()
+
+
 def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
-    if scale.threads:
-        torch.set_num_threads(scale.threads)
+    torch.set_num_threads(scale.threads or _TORCH_THREADS)
     # FP32 as in the original runs: TF32 convolutions could reorder gammas near the threshold.
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -288,8 +291,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
     """
     out, search_dir = Path(out), Path(search_dir)
-    if (out / "result.json").is_file():
-        return read_json(out / "result.json")
+    if (done := finished(out, search_dir)) is not None:
+        return done
     if init not in INITS:
         raise ConfigError(f"init={init!r}: choose one of {INITS}")
     method = get_pruning(prune)

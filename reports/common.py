@@ -100,10 +100,17 @@ def scale_note(scale: Scale) -> str:
             f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); models: {knobs}. Epochs in the paper's tables are mapped to "
             f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
             f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}."
-            + (" <b>Training used bf16 autocast</b> (the scale's opt-in <code>autocast: bf16</code>), not the papers' FP32."
+            + (" <b>This scale trains with bf16 autocast</b> (its opt-in <code>autocast: bf16</code>), not the papers' FP32;"
+               " cells computed with it are marked bf16."
                if scale.autocast else "")
             + ("" if scale.name == "full" else " At this reduced scale accuracies sit far below the papers': the "
                "differences check the pipeline end to end, not the papers' numbers; run scale full for those."))
+
+
+def bf16(runs: list[Run]) -> bool:
+    """True when a finished run among ``runs`` (a cell's) trained under bf16 autocast (the scale's
+    opt-in ``autocast``, not the papers' FP32): its table cell carries a bf16 mark."""
+    return any(r.done and r.result.get("config", {}).get("autocast") for r in runs)
 
 
 def provenance(runs: list[Run], data_root: str | None) -> dict:

@@ -19,7 +19,7 @@ from methods.cells import load_tables, lottery_cells
 from methods.config import ROOT, Scale
 
 from . import cellpage
-from .common import load_run, provenance, rel, render, scale_note
+from .common import bf16, load_run, provenance, rel, render, scale_note
 from .io import write_text
 
 PAPER_CSV = {"table8": ROOT / "benchmarks" / "reference" / "rt_table8.csv",
@@ -42,7 +42,7 @@ COLUMNS = ["table", "lr", "model", "target", "n_dense", "n_winning", "n_random",
            "unpruned_std", "winning_mean", "winning_std", "random_mean", "random_std", "paper_unpruned_mean",
            "paper_unpruned_std", "paper_winning_mean", "paper_winning_std", "paper_random_mean", "paper_random_std",
            "diff_winning", "diff_random", "better", "paper_better", "relation", "paper_relation", "params_mean",
-           "flops_mean", "flop_reduction_mean", "weight_density_mean"]
+           "flops_mean", "flop_reduction_mean", "weight_density_mean", "bf16"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -135,6 +135,7 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
         rows.append({"id": cell.id, "table": table, "lr": cell.lr, "model": cell.model, "target": cell.target,
                      "n_dense": sum(r.done for r in dense), "n_winning": len(acc.get("winning", [])),
                      "n_random": len(acc.get("random", [])), "n_expected": len(cell.dense),
+                     "bf16": bf16([*dense, *(r for runs in arms.values() for r in runs)]),
                      "unpruned_mean": um, "unpruned_std": us, "winning_mean": wm, "winning_std": ws,
                      "random_mean": rm, "random_std": rs, **{f"paper_{k}": v for k, v in p.items()},
                      "diff_winning": wm - p["winning_mean"], "diff_random": rm - p["random_mean"],

@@ -17,7 +17,7 @@ from methods.cells import load_tables, table1_cells, table4_cells
 from methods.config import ROOT, Scale
 
 from . import cellpage
-from .common import absent_page, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import absent_page, bf16, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
@@ -35,7 +35,7 @@ def row_key(table: str, cell) -> str:
 #: CSV columns in order; the first twelve are the ones the workflow and tests rely on.
 COLUMNS = ["model", "dataset", "schedule", "lr", "draw", "draw_epoch", "n_runs", "n_expected", "ours_mean", "ours_min",
            "ours_max", "paper", "diff", "final_mean", "dense_acc_mean", "pruned_params_mean", "pruned_flops_mean",
-           "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean"]
+           "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean", "bf16"]
 
 
 def load_paper(path: Path = PAPER_CSV, table: str = "table1") -> dict[tuple[str, str, str, str], float]:
@@ -64,7 +64,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         ref = paper.get((cell.model, cell.dataset, row_key(table, cell), cell.draw), math.nan)
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr, "draw": cell.draw,
-            "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs),
+            "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs), "bf16": bf16(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"], "paper": ref, "diff": s["mean"] - ref,
             "final_mean": mean_of(runs, lambda r: r["final_acc"]),
             "dense_acc_mean": mean_of(runs, lambda r: r["search_best_acc"]),

@@ -30,7 +30,7 @@ from methods.config import ROOT, Scale
 from methods.energy import modelled_energy_j
 
 from . import cellpage
-from .common import completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import bf16, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table2.csv"
@@ -46,7 +46,7 @@ COLUMNS = ["model", "dataset", "method", "ratio", "n_runs", "n_expected", "statu
            "paper", "diff", "final_mean", "flops_units", "flops_nonzero_units", "flops_rel", "paper_flops_units",
            "paper_flops_rel", "energy_measured_kj", "energy_modelled_kj", "energy_rel", "paper_energy_kj",
            "paper_energy_rel", "param_reduction", "flop_reduction", "draw_epoch_mean", "granularity", "low_precision",
-           "acc_key"]
+           "acc_key", "bf16"]
 
 
 def _key(model, dataset, method, ratio):
@@ -109,7 +109,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                   if not ticket else "done")
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
-            "n_runs": len(ticket), "n_expected": len(runs), "status": status,
+            "n_runs": len(ticket), "n_expected": len(runs), "status": status, "bf16": bf16(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"],
             "paper": pref.get("acc", math.nan), "diff": s["mean"] - pref.get("acc", math.nan),
             "final_mean": mean_of(ticket, lambda r: r["final_acc"]),

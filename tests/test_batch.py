@@ -54,13 +54,17 @@ def test_a_failed_run_does_not_stop_the_batch(tmp_path, data_root, capsys):
     assert "error:" in (tmp_path / "bad" / "log.txt").read_text()
 
 
-def test_batch_runs_only_training_stages(capsys):
+def test_batch_runs_only_training_stages(capsys, tmp_path):
     assert main(["batch", "rerun table1 x --out y"]) == 2
     assert "batch runs stage command lines" in capsys.readouterr().err
+    # every line parses before any runs: a bad last line stops the batch before the first trains
+    assert main(["batch", f"search --scale tiny --model vgg16 --dataset cifar10 --out {tmp_path / 's'}", "retrain --out"]) == 2
+    assert "batch line 'retrain --out': " in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 
 def _outputs(out: str, rule: str) -> set[str]:
-    return {f for m in re.finditer(rf"^rule {rule}\w*:\n(?:    .*\n)*?    output: (.*)$", out, re.M) for f in m[1].split(", ")}
+    return {f.removesuffix(" (update)") for m in re.finditer(rf"^rule {rule}\w*:\n(?:    .*\n)*?    output: (.*)$", out, re.M)
+            for f in m[1].split(", ")}
 
 
 def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
@@ -75,3 +79,42 @@ def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
         n = [len(m[1].split(", ")) for m in re.finditer(rf"^rule {rule}_group\d+:\n(?:    .*\n)*?    output: (.*)$", grouped, re.M)]
         assert sum(n) == single[rule] and max(n) <= 16 and len(n) == sum(v for k, v in groups.items() if k.startswith(rule))
     assert groups["search"] == single["search"] and groups["dense"] == single["dense"]
+
+
+def test_a_group_job_keeps_its_finished_runs(tmp_path, data_root):
+    """A failed run in a group job does not cost the others theirs (update() outputs, keep-incomplete),
+    and rerunning the group trains only the run without a result."""
+    base = [sys.executable, "-m", "snakemake", "--cores", "2"]
+    cfg = ["--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}"]
+    dry = subprocess.run(base + ["all_tables", "-n"] + cfg, cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    pair = next(m[2].replace(" (update)", "").split(", ") for m in re.finditer(r"^rule (retrain|lottery)_group\d+:\n(?:    .*\n)*?    output: (.*)$", dry, re.M)
+                if len(m[2].split(", ")) == 2)
+    a, b = map(Path, pair)
+    run = lambda: subprocess.run(base + pair + cfg, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run().returncode == 0 and a.is_file() and b.is_file()
+    a.unlink(), b.unlink()
+    (b.parent / "ckpt.pt").write_bytes(b"not a checkpoint")  # b fails on resuming, after a trains
+    failed = run()
+    assert failed.returncode != 0 and a.is_file() and not b.exists()
+    assert "corrupt or unreadable checkpoint" in (b.parent / "log.txt").read_text()
+    log, kept = a.parent / "log.txt", a.read_text()
+    before = log.read_text()
+    (b.parent / "ckpt.pt").unlink()
+    assert run().returncode == 0 and b.is_file() and a.read_text() == kept
+    after = log.read_text()  # a's log: appended to, no epoch trained this time (Snakemake touches a's result)
+    assert after.startswith(before) and " epoch " in before and " epoch " not in after[len(before):]
+
+
+def test_a_result_older_than_its_upstream_run_is_stale(tmp_path):
+    import os
+
+    from methods.io import finished, write_json
+    up, out = tmp_path / "search", tmp_path / "search" / "retrain" / "r"
+    write_json(up / "result.json", {"up": 1})
+    write_json(out / "result.json", {"acc": 0.5})
+    (out / "ckpt.pt").write_bytes(b"x")
+    assert finished(out, up) == {"acc": 0.5} and (out / "ckpt.pt").is_file()
+    t = (out / "result.json").stat().st_mtime
+    os.utime(up / "result.json", (t + 10, t + 10))  # the search redone after this run trained from it
+    assert finished(out, up) is None and not (out / "ckpt.pt").exists() and (out / "result.json").is_file()
+    assert finished(out, tmp_path / "no-upstream") == {"acc": 0.5}

@@ -364,3 +364,19 @@ def test_fidelity_page_lists_every_entry(built):
     for e in load():
         assert str(escape(e["topic"])) in html
     assert "table4.later_lrs: null" in html and "shortcut: A_detached" in html
+
+
+def test_a_bf16_cell_is_marked(tree, tmp_path):
+    """A run trained under the opt-in bf16 autocast marks its own cell (CSV column, HTML badge), no other."""
+    copy = tmp_path / "results" / "tiny"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
+    f = Path(RETRAINS[0].path(str(copy))) / "result.json"
+    res = json.loads(f.read_text())
+    res["config"]["autocast"] = "bf16"
+    f.write_text(json.dumps(res))
+    build("table1", load_scale("tiny"), str(copy))
+    df = pd.read_csv(copy / "tables" / "table1.csv", dtype={"draw": str})
+    marked = df[df.bf16]
+    assert len(marked) == 1 and marked.iloc[0].ours_mean == pytest.approx(res["best_acc"]) and marked.iloc[0].draw == "10"
+    html = (copy / "report" / "table1.html").read_text()
+    assert html.count('<span class="warn">bf16</span>') == 1 and "bf16 autocast (not the papers' FP32)" in html

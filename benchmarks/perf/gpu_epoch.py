@@ -41,7 +41,6 @@ def main(argv=None) -> int:
         return 2
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
     from methods.io import write_json
 
     from .eb_overhead import eb_seconds_per_epoch
