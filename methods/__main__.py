@@ -17,6 +17,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecati
 
 from .config import SCHEDULES, ConfigError, load_scale
 from .data import DATASETS, DatasetError, num_classes
+from .preempt import SIGNALS, Preempted
 from .models import MODELS, build_model
 from .pruning import PRUNING
 
@@ -174,10 +175,14 @@ def main(argv=None) -> int:
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:  # a cluster signal: the checkpoint is on disk, a retry resumes (methods.preempt)
+        print(f"preempted: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 
 BATCHABLE = ("search", "retrain", "dense", "lottery")
+STOP_CODES = {128 + s for s in SIGNALS}  # a stage stopped by a cluster signal (methods.preempt)
 
 
 def _batch(commands: list[str]) -> int:
@@ -214,6 +219,9 @@ def _batch(commands: list[str]) -> int:
                 traceback.print_exc()
                 rc = 1
         print(f"{'done' if rc == 0 else 'FAILED'} {out}", flush=True)
+        if rc in STOP_CODES:  # preempted: the whole job stops and its retry resumes this run
+            print(f"preempted during {out}; the group's remaining runs are left to the retry", file=sys.stderr)
+            return rc
         if rc:
             failed.append(out)
     if failed:

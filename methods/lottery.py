@@ -29,7 +29,7 @@ import torch
 from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
-from .io import finished, load_torch, read_json, save_torch, write_json
+from .io import finished, load_torch, remove_checkpoint, read_json, save_torch, write_json
 from .l1 import prune_filters
 from .models import build_model
 from .models.rt import he_normal_
@@ -66,8 +66,8 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
         ConfigError: a model without an entry in the scale; DatasetError: no data.
     """
     out = Path(out)
-    if all((out / f).is_file() for f in ("result.json", "snapshots/epoch0.pt", "snapshots/final.pt")):
-        return read_json(out / "result.json")  # a lost snapshot retrains the run (same seed, same theta_0)
+    if all((out / f).is_file() for f in ("snapshots/epoch0.pt", "snapshots/final.pt")) and (done := finished(out)) is not None:
+        return done  # a lost snapshot retrains the run (same seed, same theta_0)
     cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
                       batch_size=scale.batch(RT_BATCH), sparsity=0.0)
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
@@ -84,7 +84,7 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
     write_json(out / "result.json", result)
-    (out / "ckpt.pt").unlink(missing_ok=True)
+    remove_checkpoint(out / "ckpt.pt")
     return result
 
 
@@ -189,6 +189,6 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
     write_json(out / "result.json", result)
-    (out / "ckpt.pt").unlink(missing_ok=True)
+    remove_checkpoint(out / "ckpt.pt")
     return result
 

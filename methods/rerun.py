@@ -8,7 +8,6 @@ table's page and the index. ``--slurm`` sends the same function to SLURM through
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from .cells import CELL_TABLES, cells_of, find_cell, load_tables, seed_of
 from .config import ROOT, load_scale
+from .io import read_json
 
 
 def arg_path(p) -> str:
@@ -115,7 +115,7 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
         if report([page, "--scale", scale, "--results", str(ROOT / rtree), *extra]) != 0:
             raise RuntimeError(f"rebuilding the {page} page failed")
     for f in own:
-        res = json.loads((ROOT / f).read_text())
+        res = read_json(ROOT / f)
         out["runs"].append({"path": str(Path(ROOT / f).parent), "best_acc": res.get("best_acc"),
                             "final_acc": res.get("final_acc"), "no_ticket": res.get("no_ticket")})
     return out

@@ -17,7 +17,7 @@ from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
-from .io import finished, load_torch, read_json, save_npz, save_torch, write_json
+from .io import finished, load_torch, remove_checkpoint, read_json, save_npz, save_torch, write_json
 from .lowp import mac_bits
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
@@ -114,8 +114,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     initialisation, at ``snapshot_epochs`` (paper scale, or "final") and at every EB epoch.
     """
     out = Path(out)
-    if (out / "result.json").is_file():
-        return read_json(out / "result.json")
+    if (done := finished(out)) is not None:
+        return done
     cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
                       precision=scaled_precision(precision, scale))
     dev, classes, train, test = _setup(scale, dataset, data_root, download)
@@ -154,7 +154,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
                         "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
     write_json(out / "result.json", result)
-    (out / "ckpt.pt").unlink(missing_ok=True)
+    remove_checkpoint(out / "ckpt.pt")
     return result
 
 
@@ -360,5 +360,5 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "provenance": provenance(dev)}
     _paper_cost(result)
     write_json(out / "result.json", result)
-    (out / "ckpt.pt").unlink(missing_ok=True)
+    remove_checkpoint(out / "ckpt.pt")
     return result

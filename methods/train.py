@@ -22,7 +22,8 @@ from .config import RunConfig
 from .data import Split, augment, normalize
 from .eb import bn_gammas, bn_layers
 from .energy import EnergyMeter
-from .io import load_torch, save_torch
+from .io import load_checkpoint, save_checkpoint
+from .preempt import Preempted, StopSignals
 from .lowp import LowPrecisionSGD, bn_update, lower, swa_model, unlower
 
 
@@ -79,9 +80,14 @@ def evaluate(model: nn.Module, test: Split, batch_size: int, cfg: RunConfig | No
             "test_acc_batchmean": 100.0 * sum(int(k) / int(m) for k, m in zip(c, sizes)) / len(sizes)}
 
 
-def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[nn.BatchNorm2d]) -> dict:
+def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[nn.BatchNorm2d],
+                stop: StopSignals | None = None) -> dict:
     """One epoch of SGD; loss and accuracy are accumulated on the device (one sync per epoch).
-    ``model`` may be the ``torch.compile`` wrapper of the network ``bns`` belong to."""
+    ``model`` may be the ``torch.compile`` wrapper of the network ``bns`` belong to.
+
+    Raises:
+        Preempted: ``stop.now`` (SIGTERM) before a step; the epoch is abandoned.
+    """
     model.train()
     dev = train.x.device
     gen = epoch_generator(cfg.seed, epoch, dev)
@@ -89,6 +95,8 @@ def train_epoch(model, opt, train: Split, cfg: RunConfig, epoch: int, bns: list[
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for i in range(0, len(perm), cfg.batch_size):
+        if stop is not None and stop.now:
+            raise Preempted(stop.signum, epoch)
         idx = perm[i:i + cfg.batch_size]
         x, y = _layout(augment(train.x[idx], gen), cfg), train.y[idx]
         with _autocast(dev, cfg):
@@ -118,7 +126,7 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     ``train``/``test`` must already be on the training device. Every epoch appends a log row
     (lr, losses, accuracies in %, seconds, images/s, ``energy_j``: joules of the epoch's training
     steps from ``meter``, None without one), the BN |gamma| vector (for masks), and
-    rewrites the checkpoint atomically. ``on_epoch(epoch, model, gammas)`` runs after each
+    rewrites the checkpoint atomically (keeping the previous one). ``on_epoch(epoch, model, gammas)`` runs after each
     epoch (epoch = completed epochs; ``gammas`` the (epoch+1-start, N) history). In low
     precision, epochs from ``cfg.precision.swa_start`` also log ``swa_test_acc`` (%) of the
     FP32 weight average with re-estimated BN statistics.
@@ -127,7 +135,10 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     again), "swa": the averaged model or None}``.
 
     Raises:
-        RuntimeError: a checkpoint written by a different configuration, or a corrupt one.
+        Preempted: SIGUSR1 (after the epoch's checkpoint) or SIGTERM (before the next step),
+            ``methods.preempt``; rerunning resumes from the checkpoint.
+        RuntimeError: a checkpoint written by a different configuration (a corrupt one is set aside:
+            ``methods.io.load_checkpoint`` falls back to the previous one or starts over).
     """
     dev = train.x.device
     model.to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
@@ -139,8 +150,7 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
     opt = LowPrecisionSGD(model.parameters(), lp, noise, **sgd) if lp else torch.optim.SGD(model.parameters(), **sgd)
     swa = swa_model(model) if lp and lp.swa_start is not None else None  # FP32: made before the hooks
     log, gammas, epoch = [], [bn_gammas(model)], cfg.start_epoch
-    if ckpt_path.is_file():
-        ck = load_torch(ckpt_path)
+    if (ck := load_checkpoint(ckpt_path)) is not None:
         if ck.get("digest") != cfg.digest():
             raise RuntimeError(f"checkpoint {ckpt_path} belongs to another configuration; delete it to start over")
         model.load_state_dict(ck["model"])
@@ -151,34 +161,37 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
         print(f"{name}: resuming after epoch {epoch}", file=sys.stderr)
     hooks = lower(model, lp, noise) if lp else []
     try:
-        while epoch < cfg.epochs:
-            lr = cfg.lr(epoch)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if lp:  # reproducible per epoch like the batches, so a resume draws the same noise
-                noise.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729)
-            t0 = time.perf_counter()
-            if meter is not None:
-                meter.begin(f"epoch{epoch}")
-            row = {"epoch": epoch + 1, "lr": lr, **train_epoch(step_model, opt, train, cfg, epoch, bns)}
-            row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
-            row["seconds"] = time.perf_counter() - t0
-            row["images_per_s"] = len(train.y) / row["seconds"]
-            row.update(evaluate(step_model, test, cfg.test_batch_size, cfg))
-            if swa is not None and epoch >= lp.swa_start:  # EB main_c_lp.py: after each epoch >= swa_start
-                swa.update_parameters(model)
-                bn_update(swa.module, _swa_batches(train, cfg, epoch))
-                row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size, cfg)["test_acc"]
-            epoch += 1
-            log.append(row)
-            gammas.append(bn_gammas(model))
-            if on_epoch is not None:
-                on_epoch(epoch, model, torch.stack(gammas))
-            save_torch(ckpt_path, {"digest": cfg.digest(), "epoch": epoch, "model": model.state_dict(),
-                                   "opt": opt.state_dict(), "log": log, "gammas": torch.stack(gammas),
-                                   **({"swa": swa.state_dict()} if swa is not None else {})})
-            print(f"{name} epoch {epoch}/{cfg.epochs} lr {lr:.4g} loss {row['train_loss']:.3f} "
-                  f"train {row['train_acc']:.1f}% test {row['test_acc']:.2f}% {row['images_per_s']:.0f} img/s", flush=True)
+        with StopSignals() as stop:  # SIGUSR1: stop after this epoch's checkpoint; SIGTERM: before the next step
+            while epoch < cfg.epochs:
+                lr = cfg.lr(epoch)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                if lp:  # reproducible per epoch like the batches, so a resume draws the same noise
+                    noise.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729)
+                t0 = time.perf_counter()
+                if meter is not None:
+                    meter.begin(f"epoch{epoch}")
+                row = {"epoch": epoch + 1, "lr": lr, **train_epoch(step_model, opt, train, cfg, epoch, bns, stop)}
+                row["energy_j"] = meter.end(f"epoch{epoch}") if meter is not None else None
+                row["seconds"] = time.perf_counter() - t0
+                row["images_per_s"] = len(train.y) / row["seconds"]
+                row.update(evaluate(step_model, test, cfg.test_batch_size, cfg))
+                if swa is not None and epoch >= lp.swa_start:  # EB main_c_lp.py: after each epoch >= swa_start
+                    swa.update_parameters(model)
+                    bn_update(swa.module, _swa_batches(train, cfg, epoch))
+                    row["swa_test_acc"] = evaluate(swa.module, test, cfg.test_batch_size, cfg)["test_acc"]
+                epoch += 1
+                log.append(row)
+                gammas.append(bn_gammas(model))
+                if on_epoch is not None:
+                    on_epoch(epoch, model, torch.stack(gammas))
+                save_checkpoint(ckpt_path, {"digest": cfg.digest(), "epoch": epoch, "model": model.state_dict(),
+                                            "opt": opt.state_dict(), "log": log, "gammas": torch.stack(gammas),
+                                            **({"swa": swa.state_dict()} if swa is not None else {})})
+                print(f"{name} epoch {epoch}/{cfg.epochs} lr {lr:.4g} loss {row['train_loss']:.3f} "
+                      f"train {row['train_acc']:.1f}% test {row['test_acc']:.2f}% {row['images_per_s']:.0f} img/s", flush=True)
+                if stop.signum is not None and epoch < cfg.epochs:
+                    raise Preempted(stop.signum, epoch)
     finally:
         unlower(hooks)
     return {"log": log, "gammas": torch.stack(gammas), "model": model, "swa": swa}

@@ -6,7 +6,6 @@ A run is *done* when its ``result.json`` exists and parses; anything else is *pe
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import sys
@@ -17,6 +16,7 @@ import jinja2
 from markupsafe import Markup
 
 from methods.config import PAPER_EPOCHS, Scale
+from methods.io import CorruptFile, read_json
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: The ``--tables`` file the pages are built from (None: benchmarks/tables.yaml); cell pages
@@ -30,7 +30,7 @@ class Run:
 
     path: Path
     result: dict | None = None
-    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "unreadable", "scale mismatch"
+    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "corrupt", "scale mismatch"
 
     @property
     def done(self) -> bool:
@@ -48,10 +48,10 @@ def load_run(path, scale: Scale) -> Run:
     if not f.is_file():
         return Run(path, None, "pending (checkpoint present)" if (path / "ckpt.pt").is_file() else "pending")
     try:
-        res = json.loads(f.read_text())
-    except (OSError, ValueError) as e:
-        print(f"warning: unreadable {f} ({type(e).__name__}); shown as pending", file=sys.stderr)
-        return Run(path, None, "unreadable")
+        res = read_json(f)
+    except (OSError, CorruptFile) as e:  # truncated, damaged (checksum) or unreadable: never shown as a number
+        print(f"warning: {str(e).split(';')[0]}; shown as pending", file=sys.stderr)
+        return Run(path, None, "corrupt")
     if res.get("scale") not in (None, scale.name):
         return Run(path, None, f"scale mismatch ({res.get('scale')})")
     return Run(path, res, "done")

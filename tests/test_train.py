@@ -66,7 +66,7 @@ def killed_at_checkpoint(n: int, monkeypatch):
     must end with that interrupt, after which checkpoints are written normally again."""
     import methods.train as train
 
-    real_save, calls = train.save_torch, {"n": 0}
+    real_save, calls = train.save_checkpoint, {"n": 0}
 
     def save(path, obj):
         calls["n"] += 1
@@ -74,10 +74,10 @@ def killed_at_checkpoint(n: int, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         real_save(path, obj)
 
-    monkeypatch.setattr(train, "save_torch", save)
+    monkeypatch.setattr(train, "save_checkpoint", save)
     with pytest.raises(KeyboardInterrupt):
         yield
-    monkeypatch.setattr(train, "save_torch", real_save)
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
 
 
 def _comparable(result):
