@@ -15,22 +15,45 @@ import warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
 
-from .config import SCHEDULES, ConfigError, load_scale
+from .config import PAPER_EPOCHS, SCHEDULES, ConfigError, load_scale
 from .data import DATASETS, DatasetError, num_classes
 from .preempt import SIGNALS, Preempted
+from .spec import INITS
 from .models import MODELS, build_model
 from .pruning import PRUNING
 
 
 def _ratio(s: str) -> float:
-    v = float(s)
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pruning ratio must be a number in (0, 1), got {s!r}") from None
     if not 0.0 < v < 1.0:
         raise argparse.ArgumentTypeError(f"pruning ratio must lie in (0, 1), got {s}")
     return v
 
 
+def _draw(s: str) -> str:
+    from .spec import NAMED_DRAWS
+
+    if s not in NAMED_DRAWS and not (s.isdigit() and int(s) <= PAPER_EPOCHS):
+        raise argparse.ArgumentTypeError(f"draw {s!r}: a paper-scale epoch 0..{PAPER_EPOCHS} or one of {list(NAMED_DRAWS)}")
+    return s
+
+
 def _lrs(s: str) -> list[float]:
-    return [float(x) for x in s.split(",")]
+    try:
+        return [float(x) for x in s.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"learning rates are comma-separated numbers, e.g. 0.5,0.01,0.001; got {s!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line naming the argument, the value and the choices (exit 2);
+    ``--help`` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _common(p: argparse.ArgumentParser, schedule: bool = True, eb: bool = True) -> None:
@@ -52,7 +75,7 @@ def _common(p: argparse.ArgumentParser, schedule: bool = True, eb: bool = True) 
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m methods", description=__doc__)
+    ap = _Parser(prog="python -m methods", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("flops", help="print a model's forward MACs, FLOPs and params as one JSON line")
     f.add_argument("--model", required=True, choices=sorted(MODELS))
@@ -70,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retrain", help="retrain a subnetwork drawn from a search run")
     r.add_argument("--search", required=True, help="output folder of the search run")
     r.add_argument("--ratio", type=_ratio, required=True, help="channel pruning ratio p in (0, 1)")
-    r.add_argument("--draw", required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
-    r.add_argument("--init", default="fresh", choices=["fresh", "drawn", "continue", "rewind", "continuefresh"],
+    r.add_argument("--draw", type=_draw, required=True, help="paper-scale draw epoch, 'final', 'best', 'eb' or 'eb_official'")
+    r.add_argument("--init", default="fresh", choices=INITS,
                    help="fresh init, drawn weights, continue from the draw epoch (EB Train), rewind to theta_0 (LT), "
                    "or continue from the draw epoch with a fresh init (the official head main_c.py)")
     r.add_argument("--prune", default="bn", choices=sorted(set(PRUNING) - {"l1"}),

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .config import ROOT, Scale
+from .spec import check_tables
 
 TABLES_YAML = ROOT / "benchmarks" / "tables.yaml"
 
@@ -111,12 +112,13 @@ def load_tables(path=None) -> dict:
     (the workflow's ``tables`` config key, e.g. a subset of the cells).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist; ConfigError: a misspelt key or bad value
+            (``methods.spec``).
     """
     path = Path(path) if path else TABLES_YAML
     if not path.is_file():
         raise FileNotFoundError(f"table specification {path} not found; point tables= at a copy of {TABLES_YAML.name}")
-    return yaml.safe_load(path.read_text())
+    return check_tables(yaml.safe_load(path.read_text()), str(path))
 
 
 def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:

@@ -94,7 +94,12 @@ def validate(cls, data: dict, where: str):
         if not err["loc"]:  # a check across fields: its message names them
             raise ConfigError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
         field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{where}: {field}={err.get('input')!r}: {err['msg']}") from None
+        if err["type"] == "extra_forbidden":  # name the misspelt key and what it could have been
+            known = f"; known: {sorted(cls.model_fields)}" if len(err["loc"]) == 1 else ""
+            raise ConfigError(f"{where}: unknown key {field!r} (misspelt?){known}") from None
+        if err["type"] == "missing":
+            raise ConfigError(f"{where}: missing key {field!r}") from None
+        raise ConfigError(f"{where}: {field}={err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 class Precision(_Strict):

@@ -111,8 +111,11 @@ def load_cifar(root, name: str, download: bool = False) -> tuple[Split, Split]:
     except Exception as e:  # corrupt archive, truncated pickle, failed download
         raise DatasetError(f"{hint} ({type(e).__name__}: {e})") from e
     xtr, ytr, xte, yte = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-    if xtr.dtype != torch.uint8 or xtr.shape[1:] != (3, 32, 32) or int(ytr.max()) >= spec["classes"]:
-        raise DatasetError(f"{hint} (unexpected shape {tuple(xtr.shape)} or labels)")
+    if xtr.dtype != torch.uint8 or xtr.shape[1:] != (3, 32, 32) or xte.shape[1:] != (3, 32, 32):
+        raise DatasetError(f"{hint} (unexpected images: {xtr.dtype} {tuple(xtr.shape)}, expected uint8 (N, 3, 32, 32))")
+    low, high = min(int(ytr.min()), int(yte.min())), max(int(ytr.max()), int(yte.max()))
+    if low < 0 or high >= spec["classes"]:  # e.g. CIFAR-100's files under CIFAR-10's name
+        raise DatasetError(f"{name} under {root} is mislabelled: labels {low}..{high}, expected 0..{spec['classes'] - 1}")
     return Split(xtr, ytr.long()), Split(xte, yte.long())
 
 

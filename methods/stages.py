@@ -22,6 +22,7 @@ from .lowp import mac_bits
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
 from .provenance import provenance
+from .spec import INITS
 from .pruning import PruningMethod, Ticket, get_pruning
 from .train import device_of, fit
 from .unstructured import apply_masks, effective_macs, rewind, sparsity_report
@@ -29,7 +30,6 @@ from .unstructured import apply_masks, effective_macs, rewind, sparsity_report
 #: Ratios whose masks and EB draw epochs every search records (REFERENCE.md sections 4 and 10).
 SEARCH_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 EB_RULES = ("paper", "official")
-INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
 #: Inits that train on from the draw epoch under the search's schedule (EB Train and the official head code's variant).
 CONTINUING = ("continue", "continuefresh")
 
@@ -300,9 +300,11 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         raise ConfigError(f"--prune {prune} picks an RT architecture variant; run it with python -m methods lottery")
     if init == "continuefresh" and method.granularity != "channel":
         raise ConfigError(f"init=continuefresh re-initialises a pruned architecture; --prune {prune} prunes weights: use fresh or rewind")
+    lp = scaled_precision(precision, scale)  # bad names fail before any work
+    if not (search_dir / "result.json").is_file():
+        raise FileNotFoundError(f"search run {search_dir} has no result.json: run its search stage first (or fix --search)")
     search = read_json(search_dir / "result.json")
     scfg = search["config"]
-    lp = scaled_precision(precision, scale)  # bad names fail before any work
     base = {"kind": "retrain", "scale": scale.name, "search": str(search_dir), "ratio": ratio, "draw": draw,
             "init": init, "prune": prune, "precision": precision, "search_precision": search.get("precision", "fp32")}
     try:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from methods.__main__ import main
+from methods.io import save_torch
 from methods.rerun import job_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,10 +94,10 @@ def test_a_group_job_keeps_its_finished_runs(tmp_path, data_root):
     run = lambda: subprocess.run(base + pair + cfg, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run().returncode == 0 and a.is_file() and b.is_file()
     a.unlink(), b.unlink()
-    (b.parent / "ckpt.pt").write_bytes(b"not a checkpoint")  # b fails on resuming, after a trains
+    save_torch(b.parent / "ckpt.pt", {"digest": "another configuration"})  # b fails on resuming, after a trains
     failed = run()
     assert failed.returncode != 0 and a.is_file() and not b.exists()
-    assert "corrupt or unreadable checkpoint" in (b.parent / "log.txt").read_text()
+    assert "belongs to another configuration" in (b.parent / "log.txt").read_text()
     log, kept = a.parent / "log.txt", a.read_text()
     before = log.read_text()
     (b.parent / "ckpt.pt").unlink()

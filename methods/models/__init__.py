@@ -31,10 +31,16 @@ def build_model(name: str, num_classes: int, **knobs) -> nn.Module:
     """Build model ``name`` (a key of ``MODELS``) for ``num_classes`` classes.
 
     Raises:
-        ValueError: unknown model name (the message lists the known ones).
+        ValueError: unknown model name or knob (e.g. a misspelt ``width`` in a scale file's
+            ``models``); the message lists the known ones.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    import inspect
+
+    known = set(inspect.signature(MODELS[name]).parameters) - {"num_classes"}
+    if set(knobs) - known:
+        raise ValueError(f"model {name}: unknown knob(s) {sorted(set(knobs) - known)}; known: {sorted(known)}")
     return MODELS[name](num_classes=num_classes, **knobs)
 
 

@@ -1,0 +1,130 @@
+"""Bad input, table-driven: every case ends in exactly one line naming the field, the bad value
+and the allowed values (or the fix), exit status 2, and no run directory is created."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+import methods.config as config
+from methods.__main__ import main
+from methods.cells import TABLES_YAML
+from methods.io import save_torch
+
+SEARCH = ["search", "--scale", "tiny", "--model", "vgg16", "--dataset", "cifar10"]
+RETRAIN = ["retrain", "--scale", "tiny", "--search", "{search}", "--ratio", "0.5", "--draw", "10"]
+LOTTERY = ["lottery", "--scale", "tiny", "--dense", "{search}", "--prune", "l1", "--target", "a", "--arm", "winning"]
+
+
+def _with(args, flag, value):
+    args = list(args)
+    if flag in args:
+        args[args.index(flag) + 1] = value
+        return args
+    return args + [flag, value]
+
+
+def _scale(**edit):
+    """A copy of tiny.yaml with ``edit`` applied (None removes a key)."""
+    d = yaml.safe_load((config.SCALES_DIR / "tiny.yaml").read_text())
+    for k, v in edit.items():
+        d.pop(k) if v is None else d.__setitem__(k, v)
+    return d
+
+
+CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
+    ("unknown model", _with(SEARCH, "--model", "resnet9"), None, "--model: invalid choice: 'resnet9' (choose from"),
+    ("unknown dataset", _with(SEARCH, "--dataset", "svhn"), None, "--dataset: invalid choice: 'svhn' (choose from 'cifar10', 'cifar100')"),
+    ("unknown schedule", _with(SEARCH, "--schedule", "30-60"), None, "--schedule: invalid choice: '30-60' (choose from '0-100', '80-120')"),
+    ("unknown scale", _with(SEARCH, "--scale", "huge"), None, "unknown scale 'huge'; choose one of"),
+    ("ratio above 1", _with(RETRAIN, "--ratio", "1.5"), None, "--ratio: pruning ratio must lie in (0, 1), got 1.5"),
+    ("ratio 0", _with(RETRAIN, "--ratio", "0"), None, "pruning ratio must lie in (0, 1), got 0"),
+    ("ratio 1", _with(RETRAIN, "--ratio", "1"), None, "pruning ratio must lie in (0, 1), got 1"),
+    ("negative ratio", _with(RETRAIN, "--ratio", "-0.3"), None, "pruning ratio must lie in (0, 1), got -0.3"),
+    ("ratio not a number", _with(RETRAIN, "--ratio", "half"), None, "pruning ratio must be a number in (0, 1), got 'half'"),
+    ("unknown pruning method", _with(RETRAIN, "--prune", "snipp"), None, "--prune: invalid choice: 'snipp' (choose from"),
+    ("unknown init", _with(RETRAIN, "--init", "zeros"), None, "--init: invalid choice: 'zeros' (choose from 'fresh', 'drawn'"),
+    ("draw past the last epoch", _with(RETRAIN, "--draw", "170"), None, "draw '170': a paper-scale epoch 0..160 or one of ['final'"),
+    ("unknown precision", _with(SEARCH, "--precision", "int8"), None, "unknown precision 'int8'; choose one of ['bfp8', 'fp32']"),
+    ("learning rates not numbers", _with(SEARCH, "--lrs", "0.1,abc"), None, "learning rates are comma-separated numbers"),
+    ("negative learning rate", _with(SEARCH, "--lrs", "0.1,-0.01,0.001"), None, "lrs=[0.1, -0.01, 0.001]: learning rates must be positive"),
+    ("learning rates for too few milestones", _with(SEARCH, "--lrs", "0.1,0.01"), None, "need one more learning rate than milestones"),
+    ("unknown lottery arm", _with(LOTTERY, "--arm", "winner"), None, "--arm: invalid choice: 'winner' (choose from 'winning', 'random')"),
+    ("unknown lottery method", _with(LOTTERY, "--prune", "l2"), None, "--prune: invalid choice: 'l2' (choose from 'l1', 'convmagnitude')"),
+    ("retraining without its search", _with(RETRAIN, "--search", "{nowhere}"), None, "has no result.json: run its search stage first"),
+    ("missing dataset", _with(SEARCH, "--data-root", "{empty}"), None, "cifar10 not found or unreadable under data root"),
+    ("mislabelled dataset", _with(SEARCH, "--data-root", "{mislabelled}"), None, "is mislabelled: labels 0..99, expected 0..9"),
+    ("misspelt scale key", SEARCH, {"batch_sise": 32}, "unknown key 'batch_sise' (misspelt?); known: ["),
+    ("zero batch size", SEARCH, {"batch_size": 0}, "batch_size=0: Input should be greater than 0"),
+    ("negative batch size", SEARCH, {"test_batch_size": -8}, "test_batch_size=-8: Input should be greater than 0"),
+    ("zero epochs", SEARCH, {"epochs": 0}, "epochs=0: Input should be greater than 0"),
+    ("missing scale key", SEARCH, {"seeds": None}, "tiny.yaml: missing key 'seeds'"),
+    ("unknown autocast", SEARCH, {"autocast": "fp16"}, "autocast='fp16': Input should be 'bf16'"),
+    ("misspelt model knob", SEARCH, {"models": {"vgg16": {"widht": 0.0625}}}, "model vgg16: unknown knob(s) ['widht']; known: ["),
+    ("compile with 8-bit training", _with(SEARCH, "--precision", "bfp8"), {"compile": True},
+     "compile: true works with FP32 runs only"),
+    ("zero runs per job", SEARCH, {"runs_per_job": 0}, "runs_per_job=0: Input should be greater than 0"),
+]
+
+
+@pytest.fixture
+def roots(tmp_path, data_root):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "mislabelled"
+    bad.mkdir()
+    with np.load(data_root / "cifar100.npz") as d:  # CIFAR-100's images and labels under CIFAR-10's name
+        np.savez(bad / "cifar10.npz", **{k: d[k][:500] for k in d.files})
+    search = tmp_path / "search"
+    search.mkdir()
+    return {"empty": empty, "mislabelled": bad, "nowhere": tmp_path / "nowhere", "search": search}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_trains_nothing(case, roots, tmp_path, data_root, monkeypatch, capsys):
+    _, args, scale_edit, needle = case
+    args = [a.format(**roots) for a in args]
+    if "--data-root" not in args:
+        args += ["--data-root", str(data_root)]
+    if scale_edit is not None:
+        scales = tmp_path / "scales"
+        scales.mkdir()
+        (scales / "tiny.yaml").write_text(yaml.safe_dump(_scale(**scale_edit)))
+        monkeypatch.setattr(config, "SCALES_DIR", scales)
+    out = tmp_path / "run"
+    try:
+        rc = main([*args, "--out", str(out)])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path, data_root, capsys):
+    out = tmp_path / "run"
+    save_torch(out / "ckpt.pt", {"digest": "0123456789ab", "epoch": 3})  # e.g. preresnet101's, in vgg16's folder
+    assert main([*SEARCH, "--data-root", str(data_root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to another configuration; delete it to start over" in err[0]
+    assert not (out / "result.json").exists()
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s["table1"].update(modles=["vgg16"]), "table1: unknown key 'modles' (misspelt?); known: ["),
+    (lambda s: s["table1"].update(models=["resnet9"]), "table1: models=['resnet9']: unknown model 'resnet9'; choose from"),
+    (lambda s: s["table2"].update(ratios=[0.3, 1.5]), "table2: ratios=[0.3, 1.5]: pruning ratios must lie in (0, 1)"),
+    (lambda s: s["table2"]["rows"]["snip"].update(prune="snipp"), "rows.snip.prune='snipp': unknown pruning method 'snipp'"),
+    (lambda s: s["figure1"].update(draws=["10", "170"]), "draw '170': a paper-scale epoch 0..160"),
+    (lambda s: s["table4"].update(schedule="30-60"), "table4: schedule='30-60': unknown schedule '30-60'; choose from"),
+    (lambda s: s["table9"].update(arms=["winner"]), "table9: arms.0='winner': Input should be 'winning' or 'random'"),
+    (lambda s: s["figure2"].update(search_precision="int8"), "unknown precision 'int8'"),
+    (lambda s: s.pop("figure3"), "missing table(s) ['figure3']"),
+])
+def test_a_bad_table_specification_is_one_line(edit, needle, tmp_path, capsys):
+    spec = yaml.safe_load(TABLES_YAML.read_text())
+    edit(spec)
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["status", "--scale", "tiny", "--results", str(tmp_path), "--tables", str(tmp_path / "tables.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
