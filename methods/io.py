@@ -60,7 +60,8 @@ class CorruptFile(RuntimeError):
 
 
 def _json_checksum(obj: dict) -> str:
-    return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    canonical = json.dumps(json.loads(json.dumps(obj)), sort_keys=True)  # as read back (int keys become strings)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def write_json(path, obj) -> None:
@@ -103,18 +104,21 @@ def load_torch(path, what: str = "checkpoint"):
     without one, e.g. saved by plain ``torch.save``, relies on torch's own format checks).
 
     Raises:
-        CorruptFile: truncated, damaged or unreadable file, naming it and the fix (delete it to start over).
+        CorruptFile: a checksum mismatch, or a file without a trailer that does not load (truncated),
+            naming it and the fix (delete it to start over);
+        OSError: the file cannot be read now (permissions, a passing NFS error): not corruption;
+        RuntimeError: an intact file torch refuses (e.g. a type outside ``weights_only``).
     """
     fix = "delete it to start that stage over"
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise CorruptFile(f"unreadable {what} {path} ({e.strerror}); {fix}") from None
+    raw = Path(path).read_bytes()
     i = raw.rfind(_TRAILER)
     if i >= 0 and len(raw) - i == len(_TRAILER) + 64:
         if hashlib.sha256(raw[:i]).hexdigest().encode() != raw[i + len(_TRAILER):]:
             raise CorruptFile(f"corrupt {what} {path} (content does not match its checksum); {fix}")
-        raw = raw[:i]
+        try:
+            return torch.load(io.BytesIO(raw[:i]), map_location="cpu", weights_only=True)
+        except Exception as e:  # intact bytes: a torch incompatibility, not damage; keep the file
+            raise RuntimeError(f"torch cannot load the intact {what} {path} ({type(e).__name__}: {e})") from None
     try:
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -126,19 +130,25 @@ def _prev(ckpt: Path) -> Path:
 
 
 def save_checkpoint(path, obj) -> None:
-    """``save_torch``, keeping the checkpoint it replaces as ``<name>.prev.pt``. Killed between
-    the two moves, the run still has the previous checkpoint (``load_checkpoint`` falls back)."""
+    """``save_torch``, keeping the checkpoint it replaces as ``<name>.prev.pt`` (a hard link made
+    before the new one moves into place: there is always a ``<name>.pt``)."""
     path = Path(path)
     if path.is_file():
-        os.replace(path, _prev(path))
+        link = path.with_name(f".{_prev(path).name}.link.tmp")
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+            os.replace(link, _prev(path))
+        except OSError:  # a filesystem without hard links: a copy, written atomically
+            write_bytes(_prev(path), path.read_bytes())
     save_torch(path, obj)
 
 
 def load_checkpoint(path):
     """The newest intact checkpoint of ``path`` (itself, else ``<name>.prev.pt``), or None.
 
-    A corrupt one is set aside, never used; the fallback is said on stderr (one line each).
-    Leftover temporaries of writes killed midway are removed.
+    A corrupt one (``CorruptFile``) is never used: it is renamed ``<name>.corrupt`` and the
+    fallback said on stderr (one line each). Leftover temporaries of killed writes are removed.
     """
     path = Path(path)
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -149,9 +159,9 @@ def load_checkpoint(path):
         try:
             ck = load_torch(f)
         except CorruptFile as e:
-            print(f"warning: {str(e).split(';')[0]}; {'trying the previous checkpoint' if i == 0 else 'starting over'}",
-                  file=sys.stderr)
-            f.unlink()
+            os.replace(f, f.with_name(f.name + ".corrupt"))
+            print(f"warning: {str(e).split(';')[0]} (set aside as {f.name}.corrupt); "
+                  f"{'trying the previous checkpoint' if i == 0 else 'starting over'}", file=sys.stderr)
             continue
         if i == 1:
             print(f"warning: resuming from the previous checkpoint {f}", file=sys.stderr)
@@ -188,7 +198,7 @@ def finished(out, upstream=None) -> dict | None:
     up = Path(upstream) / "result.json" if upstream is not None else None
     up_mtime = up.stat().st_mtime if up is not None and up.is_file() else float("-inf")
     ckpt, result = out / "ckpt.pt", out / "result.json"
-    if ckpt.is_file() and ckpt.stat().st_mtime < up_mtime:
+    if any(f.is_file() and f.stat().st_mtime < up_mtime for f in (ckpt, _prev(ckpt))):
         remove_checkpoint(ckpt)
     if not result.is_file() or result.stat().st_mtime < up_mtime:
         return None

@@ -7,6 +7,9 @@ that epoch's checkpoint and stops; on SIGTERM it stops before its next training 
 last epoch's checkpoint being on disk already (checkpoints are written atomically at every
 epoch's end, so even SIGKILL loses at most the epoch in progress). Either way the process
 exits with status 128 + the signal's number, and rerunning the stage resumes it exactly.
+The handlers are installed while ``methods.train.fit`` trains; outside it (data load, result
+writing, between the runs of a batch) the signals keep their default action, which the
+atomic writes make as safe as SIGKILL.
 """
 from __future__ import annotations
 

@@ -27,10 +27,12 @@ INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @field_validator("models", "datasets", "dataset", "schedule", "schedules", "ratio", "ratios", "draws", "lr", "lrs",
-                     check_fields=False)
+    @field_validator("models", "datasets", "dataset", "schedule", "schedules", "ratio", "ratios", "draws", "draw", "lr",
+                     "lrs", "later_lrs", check_fields=False)
     @classmethod
     def _known(cls, v, info):
+        if v is None:  # where None is allowed the field's type says so
+            return v
         checks = {"models": (MODELS, "model"), "datasets": (DATASETS, "dataset"), "dataset": (DATASETS, "dataset"),
                   "schedule": (SCHEDULES, "schedule"), "schedules": (SCHEDULES, "schedule")}
         values = v if isinstance(v, (list, dict)) else [v]
@@ -42,11 +44,14 @@ class _Spec(BaseModel):
         elif info.field_name in ("ratio", "ratios"):
             if any(not 0 < x < 1 for x in values):
                 raise ValueError("pruning ratios must lie in (0, 1)")
-        elif info.field_name == "draws":
-            for d in values:
+        elif info.field_name in ("draws", "draw"):
+            for d in map(str, values):
                 if d not in NAMED_DRAWS and not (re.fullmatch(r"\d+", str(d)) and int(d) <= PAPER_EPOCHS):
                     raise ValueError(f"draw {d!r}: a paper-scale epoch 0..{PAPER_EPOCHS} or one of {list(NAMED_DRAWS)}")
-        elif any(x <= 0 for x in values):  # lr, lrs
+        elif any(x <= 0 for x in values):  # lr, lrs, later_lrs
+            raise ValueError("learning rates must be positive")
+        if info.field_name == "models" and isinstance(v, dict) and any(
+                not isinstance(x, str) and x <= 0 for xs in v.values() for x in xs):  # Table 4's initial LRs
             raise ValueError("learning rates must be positive")
         return v
 
@@ -88,7 +93,7 @@ class Table4(_Spec):
     datasets: list[str]
     schedule: str
     later_lrs: list[float] | None
-    retrain_lr: Literal["row"] | float
+    retrain_lr: Literal["row"] | float = Field(union_mode="left_to_right")
     draws: list[str]
     ratio: Ratio
     runs: int = Field(gt=0)
@@ -104,7 +109,7 @@ def _precision(v: str) -> str:
 
 class Row(_Spec):
     prune: str
-    draw: str
+    draw: str | int
     init: Literal[INITS]
     search_precision: str = "fp32"
     precision: str = "fp32"
@@ -197,5 +202,7 @@ def check_tables(spec: dict, where: str) -> dict:
         raise ConfigError(f"{where}: {'unknown table(s) ' + str(unknown) if unknown else 'missing table(s) ' + str(missing)}"
                           f"; the tables are {sorted(SCHEMA)}")
     for name, cls in SCHEMA.items():
+        if not isinstance(spec[name], dict):
+            raise ConfigError(f"{where} {name}: expected a mapping of keys, got {spec[name]!r}")
         validate(cls, spec[name], f"{where} {name}")
     return spec

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from .cells import CELL_TABLES, Cell, cells_of
+from .io import CorruptFile, read_json
 
 STATES = ("done", "running", "missing", "failed")
 STALE_MINUTES = 30.0  # longer than one full-scale epoch of the slowest model (PreResNet-101 on a V100, ~2 min)
@@ -21,6 +22,10 @@ def run_state(path, stale_minutes: float = STALE_MINUTES, now: float | None = No
     """State of the run folder ``path``: one of ``STATES``."""
     path = Path(path)
     if (path / "result.json").is_file():
+        try:
+            read_json(path / "result.json")
+        except (OSError, CorruptFile):  # truncated or damaged: rerun its stage (the file named on stderr by the stage)
+            return "failed"
         return "done"
     files = [f for f in (path / "log.txt", path / "ckpt.pt") if f.is_file()]
     if not files:

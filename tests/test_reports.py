@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from methods.cells import RetrainRun, SearchRun
 from methods.config import ROOT, load_scale
+from methods.io import read_json, write_json
 from reports.__main__ import build
 from reports.table1 import load_paper
 
@@ -371,9 +372,9 @@ def test_a_bf16_cell_is_marked(tree, tmp_path):
     copy = tmp_path / "results" / "tiny"
     shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
     f = Path(RETRAINS[0].path(str(copy))) / "result.json"
-    res = json.loads(f.read_text())
+    res = read_json(f)  # a real run's result (checksummed) or a fake one
     res["config"]["autocast"] = "bf16"
-    f.write_text(json.dumps(res))
+    write_json(f, res)
     build("table1", load_scale("tiny"), str(copy))
     df = pd.read_csv(copy / "tables" / "table1.csv", dtype={"draw": str})
     marked = df[df.bf16]

@@ -6,6 +6,8 @@ import math
 from fractions import Fraction
 
 import pytest
+
+from methods.io import read_json, write_json
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -113,15 +115,15 @@ def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
 
     s = tmp_path / "s"
     shutil.copytree(search, s)
-    res = json.loads((s / "result.json").read_text())
+    res = read_json(s / "result.json")
     res["eb_epochs"]["0.5"]["paper"] = None
-    (s / "result.json").write_text(json.dumps(res))
+    write_json(s / "result.json", res)  # rewritten with its new checksum
     out = run_retrain(tmp_path / "r", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     assert out["best_acc"] is None and "no EB ticket emerged at p=0.5" in out["no_ticket"]
     assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out["no_ticket"]
     # a ticket at the very last epoch leaves EB Train nothing to train: recorded the same way
     res["eb_epochs"]["0.5"]["paper"] = load_scale("tiny").epochs
-    (s / "result.json").write_text(json.dumps(res))
+    write_json(s / "result.json", res)
     last = run_retrain(tmp_path / "r2", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     assert last["best_acc"] is None and "only at the last epoch (16)" in last["no_ticket"]
 

@@ -191,3 +191,33 @@ def _rerun_one_cell(tmp_path, data_root):
     acc = json.loads(mine.read_text())["best_acc"]
     assert f"{mine.parent}: best_acc {acc:.2f}" in out.stdout
     assert f"{acc:.2f}" in (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()
+
+
+def test_a_second_invocation_cannot_write_over_a_running_one(tmp_path, data_root):
+    """Snakemake's lock: while one invocation trains a search, another asking for the same file is
+    refused and changes nothing; the first finishes with an intact result."""
+    import os
+    import signal
+    import time
+
+    from methods.cells import SearchRun
+    from methods.io import read_json
+
+    target = f"{SearchRun('vgg16', 'cifar10', '80-120', 0.1, 1).path(f'{tmp_path}/tiny')}/result.json"
+    cmd = SNAKEMAKE + [target, "--cores", "1", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}"]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    log = Path(target).parent / "log.txt"
+    t0 = time.time()
+    while not log.exists() and time.time() - t0 < 120:  # the search job is running
+        time.sleep(0.1)
+    assert log.exists()
+    os.killpg(first.pid, signal.SIGSTOP)  # held mid-job, however fast the machine, while the second one tries
+    try:
+        second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, out[-2000:]
+    assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
+    assert read_json(target)["kind"] == "search"  # checksum verified
