@@ -119,7 +119,7 @@ def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path, d
     (lambda s: s["table4"].update(schedule="30-60"), "table4: schedule='30-60': unknown schedule '30-60'; choose from"),
     (lambda s: s["table9"].update(arms=["winner"]), "table9: arms.0='winner': Input should be 'winning' or 'random'"),
     (lambda s: s["figure2"].update(search_precision="int8"), "unknown precision 'int8'"),
-    (lambda s: s.pop("figure3"), "missing table(s) ['figure3']"),
+    (lambda s: s.update(figure33=s.pop("figure3")), "unknown table(s) ['figure33']; the tables are ['figure1'"),
 ])
 def test_a_bad_table_specification_is_one_line(edit, needle, tmp_path, capsys):
     spec = yaml.safe_load(TABLES_YAML.read_text())

@@ -4,8 +4,8 @@ signals, and then rerun, ends with exactly the result of an uninterrupted run; t
 damaged checkpoints and result files are detected and never used."""
 from __future__ import annotations
 
-import json
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -95,7 +95,7 @@ def clean(tmp_path_factory, data_root):
     return out
 
 
-@pytest.mark.parametrize("fault", ["step:38", "write:ckpt.pt:4", "write:result.json:1", "write:history.npz:1"])
+@pytest.mark.parametrize("fault", ["step:38", "write:ckpt.pt:4", "write:result.json:1"])
 def test_a_search_killed_and_rerun_equals_an_uninterrupted_one(fault, clean, tmp_path, data_root):
     out = tmp_path / "run"
     killed = _child(fault, "methods", *_search(out, data_root))
@@ -169,7 +169,7 @@ def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path,
         read_json(f)
     # a stage finds its own result truncated: it says so and trains the run again, bitwise the same
     out = tmp_path / "run"
-    assert _child("none", "methods", *_search(out, data_root)).returncode == 0
+    shutil.copytree(clean, out)
     res = (out / "result.json").read_text()
     (out / "result.json").write_text(res[:100])
     rerun = _child("none", "methods", *_search(out, data_root))
