@@ -148,11 +148,10 @@ def load_checkpoint(path):
     """The newest intact checkpoint of ``path`` (itself, else ``<name>.prev.pt``), or None.
 
     A corrupt one (``CorruptFile``) is never used: it is renamed ``<name>.corrupt`` and the
-    fallback said on stderr (one line each). Leftover temporaries of killed writes are removed.
+    fallback said on stderr (one line each). (A killed write's temporary is removed by the next
+    write of the same file, ``_atomic``, and by ``finished`` at a stage's start.)
     """
     path = Path(path)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
     for i, f in enumerate((path, _prev(path))):
         if not f.is_file():
             continue
