@@ -1,28 +1,31 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), all_tables. Run folders and names: methods/cells.py.
+# Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), claims, all_tables. Run folders and names: methods/cells.py.
 import shlex
 import sys
 from dataclasses import replace
 
 import yaml
 
-from methods.cells import (figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
+from methods.cells import (built_tables, figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, refused_runs, parse_lottery,
                           parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells, table4_cells)
 from methods.config import load_scale
+from methods.digest import inputs_of, marker, run_of, write_marker
+from methods.inputs import workflow_config
+from methods.preempt import ignore_warnings
 from methods.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
 
 configfile: "config.yaml"
 
-KNOWN = {"scale", "data_root", "download", "results", "tables", "runs_per_job"}
-if set(config) - KNOWN:  # a misspelt key would otherwise be ignored silently
-    raise ValueError(f"unknown config key(s) {sorted(set(config) - KNOWN)}; known: {sorted(KNOWN)} (see config.yaml)")
-SCALE = load_scale(config["scale"])
-R = f"{config['results']}/{SCALE.name}"
+# Every key checked before any rule (methods/inputs.py): a misspelt key would be ignored silently,
+# and --config download=false arrives as the string "false".
+CFG = workflow_config(config)
+SCALE = load_scale(CFG.scale)
+R = f"{CFG.results}/{SCALE.name}"
 PY = sys.executable
-DATA = f"--data-root {config['data_root']}"
-DOWNLOAD = "--download" if config.get("download") else ""
-SPEC = load_tables(config.get("tables"))
-TABLES = f"--tables {config['tables']}" if config.get("tables") else ""
+DATA = f"--data-root {CFG.data_root}"
+DOWNLOAD = "--download" if CFG.download else ""
+SPEC = load_tables(CFG.tables)
+TABLES = f"--tables {CFG.tables}" if CFG.tables else ""
 T1 = [run for cell in table1_cells(SCALE, SPEC) for run in cell.runs]
 T4 = [run for cell in table4_cells(SCALE, SPEC) for run in cell.runs]
 T2 = [run for cell in table2_cells(SCALE, SPEC) for run in cell.runs]
@@ -32,14 +35,16 @@ F3 = figure3_searches(SCALE, SPEC)
 F5 = figure3_searches(SCALE, SPEC, "figure5")
 T8 = lottery_runs(SCALE, SPEC, ["table8"])
 T9 = lottery_runs(SCALE, SPEC, ["table9"])
+REFUSE = refused_runs(SCALE, SPEC)  # runs of tables whose specification sets refuse_disconnected
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # Runs per training job (the scale's runs_per_job; `--config runs_per_job=1` gives a job per run).
 # A group job's outputs are update(): Snakemake neither deletes its finished runs' results before
 # running it (one missing result reruns the group) nor, with keep-incomplete (profiles/default),
 # after one run fails; each stage skips a run whose result is no older than its upstream run's
-# (methods.io.finished). So `--forcerun` of a group retrains only its missing or stale runs:
+# (methods.io.finished) and whose config digest is current (methods.digest). So `--forcerun` of a
+# group retrains only its missing or stale runs:
 # methods.rerun forces one cell with a job per run.
-GROUP = int(config.get("runs_per_job", SCALE.runs_per_job))
+GROUP = CFG.runs_per_job or SCALE.runs_per_job
 RETRAINS = {*T1, *T4, *T2, *F1, *F2}
 LOTTERIES = {*T8, *T9}
 
@@ -51,14 +56,33 @@ wildcard_constraints:
 
 localrules: all_tables, table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, data, report_table1,
     report_table2, report_table4, report_figure1, report_figure2, report_figure3, report_figure5, report_table8,
-    report_table9, report_fidelity, report_index
+    report_table9, report_fidelity, report_index, config_digest, claims, report_claims
 
 
 def results(runs):
     return sorted({f"{r.path(R)}/result.json" for r in runs})
 
 
+def digest_marker(run):
+    """The run's config-digest marker, an input of its training job (methods/digest.py): a stale
+    result's marker is newer than the result, so the job reruns; a current one's is aged."""
+    return marker(run, R, SCALE)
+
+
+# The marker of a run without a result (a finished run's is written while the DAG is built).
+rule config_digest:
+    output: "{folder}/config-{digest}.digest"
+    wildcard_constraints: digest="[0-9a-f]{12}"
+    run: write_marker(output[0], inputs_of(run_of(wildcards.folder), SCALE))
+
+
 RUNTIME = yaml.safe_load(RUNTIME_YAML.read_text())
+# GPU, CPUs and memory of every training job, in the rules themselves (slurm/resources.yaml): a
+# command-line --set-resources of one resource then cannot drop the others.
+TRAIN_RES = yaml.safe_load((RUNTIME_YAML.parent / "resources.yaml").read_text())
+# A SLURM warning (--signal=USR1, submitit's USR2) is for the trainer alone: this Snakemake, the
+# in-job ones and their shells ignore it instead of dying and orphaning it (methods/preempt.py).
+ignore_warnings()
 
 
 def runtime(run):
@@ -67,6 +91,13 @@ def runtime(run):
 
 rule all_tables:
     input: f"{R}/report/index.html"
+
+
+# The papers' conclusions judged from the cells they read (benchmarks/claims.yaml). Run it with the
+# trimmed specification so only those cells train: --config tables=benchmarks/claims_tables.yaml
+# (claims_mid.yaml, then claims_mid_eb3.yaml: the subset this 2-core machine trains at scale mid, in two parts).
+rule claims:
+    input: f"{R}/report/claims.html", f"{R}/report/index.html"
 
 
 rule table1:
@@ -113,69 +144,70 @@ rule data:
 
 
 rule search:
-    input: ancient(f"{R}/data.json")  # a re-checked data root must not retrain anything
+    input: ancient(f"{R}/data.json"),  # a re-checked data root must not retrain anything
+        lambda wc: digest_marker(parse_search(wc.search))
     output: f"{R}/search/{{search}}/result.json", f"{R}/search/{{search}}/history.npz"
     log: f"{R}/search/{{search}}/log.txt"
     params: s=lambda wc: parse_search(wc.search), lrs=lambda wc: lrs_flag(parse_search(wc.search))
-    resources: runtime=lambda wc: runtime(parse_search(wc.search))
+    resources: runtime=lambda wc: runtime(parse_search(wc.search)), **TRAIN_RES
     shell:
         "{PY} -m methods search --scale {SCALE.name} {DATA} --model {params.s.model} --dataset {params.s.dataset}"
         " --schedule {params.s.schedule} --lr {params.s.lr} {params.lrs} --seed {params.s.seed} --precision {params.s.precision}"
         " --snapshot-epochs {SNAPSHOTS}"
-        " --out {R}/search/{wildcards.search} > {log} 2>&1"
+        " --out {R}/search/{wildcards.search} >> {log} 2>&1"
 
 
 if GROUP == 1:
     rule retrain:
-        input: f"{R}/search/{{search}}/result.json"
+        input: f"{R}/search/{{search}}/result.json", lambda wc: digest_marker(parse_retrain(wc.search, wc.run))
         output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
         log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-        params: cmd=lambda wc: retrain_args(parse_retrain(wc.search, wc.run), SCALE, R, DATA)
-        resources: runtime=lambda wc: runtime(parse_retrain(wc.search, wc.run))
-        shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
+        params: cmd=lambda wc: retrain_args(parse_retrain(wc.search, wc.run), SCALE, R, DATA, parse_retrain(wc.search, wc.run) in REFUSE)
+        resources: runtime=lambda wc: runtime(parse_retrain(wc.search, wc.run)), **TRAIN_RES
+        shell: "{PY} -m methods {params.cmd} >> {log} 2>&1"
 else:  # small scales: one process trains several retrainings of a search (torch and the data load once)
     for i, (up, runs) in enumerate(groups(RETRAINS, lambda r: r.search, GROUP)):
         rule:
             name: f"retrain_group{i}"
-            input: f"{up.path(R)}/result.json"
+            input: f"{up.path(R)}/result.json", [digest_marker(r) for r in runs]
             output: [update(f"{r.path(R)}/result.json") for r in runs]  # see GROUP
             log: f"{up.path(R)}/retrain/group{i}.log"
-            params: cmds=" ".join(shlex.quote(retrain_args(r, SCALE, R, DATA)) for r in runs)
-            resources: runtime=sum(runtime(r) for r in runs)
-            shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
+            params: cmds=" ".join(shlex.quote(retrain_args(r, SCALE, R, DATA, r in REFUSE)) for r in runs)
+            resources: runtime=sum(runtime(r) for r in runs), **TRAIN_RES
+            shell: "{PY} -m methods batch {params.cmds} >> {log} 2>&1"
 
 
 # RT Tables 8 and 9: one dense run per (model, LR, seed), pruned by every cell of that model.
 rule dense:
-    input: ancient(f"{R}/data.json")
+    input: ancient(f"{R}/data.json"), lambda wc: digest_marker(parse_dense(wc.dense))
     output: f"{R}/dense/{{dense}}/result.json", f"{R}/dense/{{dense}}/snapshots/epoch0.pt",
         f"{R}/dense/{{dense}}/snapshots/final.pt"
     log: f"{R}/dense/{{dense}}/log.txt"
     params: d=lambda wc: parse_dense(wc.dense)
-    resources: runtime=lambda wc: runtime(parse_dense(wc.dense))
+    resources: runtime=lambda wc: runtime(parse_dense(wc.dense)), **TRAIN_RES
     shell:
         "{PY} -m methods dense --scale {SCALE.name} {DATA} --model {params.d.model} --dataset {params.d.dataset}"
-        " --schedule {params.d.schedule} --lr {params.d.lr} --seed {params.d.seed} --out {R}/dense/{wildcards.dense} > {log} 2>&1"
+        " --schedule {params.d.schedule} --lr {params.d.lr} --seed {params.d.seed} --out {R}/dense/{wildcards.dense} >> {log} 2>&1"
 
 
 if GROUP == 1:
     rule lottery:
-        input: f"{R}/dense/{{dense}}/result.json"
+        input: f"{R}/dense/{{dense}}/result.json", lambda wc: digest_marker(parse_lottery(wc.dense, wc.ticket))
         output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
         log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
-        params: cmd=lambda wc: lottery_args(parse_lottery(wc.dense, wc.ticket), SCALE, R, DATA)
-        resources: runtime=lambda wc: runtime(parse_lottery(wc.dense, wc.ticket))
-        shell: "{PY} -m methods {params.cmd} > {log} 2>&1"
+        params: cmd=lambda wc: lottery_args(parse_lottery(wc.dense, wc.ticket), SCALE, R, DATA, parse_lottery(wc.dense, wc.ticket) in REFUSE)
+        resources: runtime=lambda wc: runtime(parse_lottery(wc.dense, wc.ticket)), **TRAIN_RES
+        shell: "{PY} -m methods {params.cmd} >> {log} 2>&1"
 else:
     for i, (up, runs) in enumerate(groups(LOTTERIES, lambda t: t.dense, GROUP)):
         rule:
             name: f"lottery_group{i}"
-            input: f"{up.path(R)}/result.json"
+            input: f"{up.path(R)}/result.json", [digest_marker(t) for t in runs]
             output: [update(f"{t.path(R)}/result.json") for t in runs]  # see GROUP
             log: f"{up.path(R)}/lottery/group{i}.log"
-            params: cmds=" ".join(shlex.quote(lottery_args(t, SCALE, R, DATA)) for t in runs)
-            resources: runtime=sum(runtime(t) for t in runs)
-            shell: "{PY} -m methods batch {params.cmds} > {log} 2>&1"
+            params: cmds=" ".join(shlex.quote(lottery_args(t, SCALE, R, DATA, t in REFUSE)) for t in runs)
+            resources: runtime=sum(runtime(t) for t in runs), **TRAIN_RES
+            shell: "{PY} -m methods batch {params.cmds} >> {log} 2>&1"
 
 
 rule report_table1:
@@ -239,9 +271,14 @@ rule report_table9:
     shell: "{PY} -m reports table9 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
 
 
-rule report_index:
-    input: f"{R}/report/table1.html", f"{R}/report/table2.html", f"{R}/report/table4.html", f"{R}/report/figure1.html",
-        f"{R}/report/figure2.html", f"{R}/report/figure3.html", f"{R}/report/figure5.html", f"{R}/report/table8.html",
-        f"{R}/report/table9.html", f"{R}/report/fidelity.html"
+# The claims page reads every built table's runs and links their cell pages, so it follows the table pages.
+rule report_claims:
+    input: [f"{R}/report/{t}.html" for t in built_tables(SPEC)], "benchmarks/claims.yaml"
+    output: f"{R}/tables/claims.csv", f"{R}/report/claims.html"
+    shell: "{PY} -m reports claims --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+
+
+rule report_index:  # the pages of the tables in the specification: one left out (or without models) is not built
+    input: [f"{R}/report/{t}.html" for t in built_tables(SPEC)], f"{R}/report/fidelity.html", f"{R}/report/claims.html"
     output: f"{R}/report/index.html"
     shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES}"

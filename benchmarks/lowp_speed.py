@@ -19,7 +19,10 @@ import warnings
 
 import torch
 
+from methods.inputs import OneLineParser, one_line_errors
 
+
+@one_line_errors
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
     from methods.config import ConfigError, load_scale
@@ -30,7 +33,7 @@ def main(argv=None) -> int:
     from methods.stages import _run_config, scaled_precision
     from methods.train import device_of, train_epoch
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.lowp_speed", description=__doc__,
+    ap = OneLineParser(prog="python -m benchmarks.lowp_speed", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="smoke")
     ap.add_argument("--model", default="vgg16")

@@ -17,11 +17,17 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecati
 
 from .config import PAPER_EPOCHS, SCHEDULES, ConfigError, load_scale
 from .data import DATASETS, DatasetError, num_classes
-from .preempt import SIGNALS, Preempted
+from .preempt import SIGNALS, Preempted, requeue_after_warning
 from .spec import INITS
 from .models import MODELS, build_model
 from .pruning import PRUNING
 
+
+
+def _refuse(p) -> None:
+    p.add_argument("--refuse-disconnected", action="store_true",
+                   help="do not train a ticket that cuts every path from input to logits (methods/ticket.py): record it "
+                   "as refused; a table specification's refuse_disconnected: true sets this")
 
 def _ratio(s: str) -> float:
     try:
@@ -99,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
                    "or continue from the draw epoch with a fresh init (the official head main_c.py)")
     r.add_argument("--prune", default="bn", choices=sorted(set(PRUNING) - {"l1"}),
                    help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip, convmagnitude (conv weights only)")
+    _refuse(r)
     _common(r)
     dn = sub.add_parser("dense", help="RT Tables 8/9: train the dense network, keeping theta_0 and the trained weights")
     dn.add_argument("--model", required=True, choices=sorted(MODELS))
@@ -111,11 +118,12 @@ def parser() -> argparse.ArgumentParser:
                     help="l1 (Li et al. filter pruning, Table 8) or convmagnitude (global |w| of conv weights, Table 9)")
     lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
     lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")
+    _refuse(lt)
     _common(lt, schedule=False, eb=False)
     b = sub.add_parser("batch", help="run several training stages one after another in this process (a grouped job: "
                        "torch and the data are loaded once); each writes its output to its --out folder's log.txt")
     b.add_argument("commands", nargs="+", help="quoted stage command lines, e.g. 'retrain --search S --ratio 0.5 ... --out DIR'")
-    st = sub.add_parser("status", help="cells of each table done, running, missing or failed, from the result files alone")
+    st = sub.add_parser("status", help="cells of each table done, stale (settings changed since), running, missing or failed, from the result files alone")
     st.add_argument("--scale", default="smoke")
     st.add_argument("--results", default="results", help="results root (the workflow's results= key)")
     st.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
@@ -135,11 +143,25 @@ def parser() -> argparse.ArgumentParser:
     rr.add_argument("-n", "--dry-run", action="store_true", help="list the jobs it would run, run nothing")
     rr.add_argument("--slurm", action="store_true", help="send it to SLURM through submitit instead of running here")
     rr.add_argument("--cluster", default=None, help=argparse.SUPPRESS)  # submitit cluster: tests use "debug"
+    rr.add_argument("--minutes", type=int, default=None, help="with --slurm: the job's time limit (default: the "
+                    "slurm/runtime.yaml limits of the runs it trains)")
+    rr.add_argument("--wait", action="store_true", help="with --slurm: wait for the job and print the cell's result")
     return ap
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd not in BATCHABLE:
+        return _main(args)
+    from .attempts import AttemptLog
+
+    with AttemptLog(args.out, args.cmd) as log:  # the run's log.txt keeps every attempt (methods/attempts.py)
+        rc = _main(args)
+        log.ok = rc == 0
+        return rc
+
+
+def _main(args) -> int:
     try:
         if args.cmd == "data":
             from .data import load_cifar
@@ -167,7 +189,9 @@ def main(argv=None) -> int:
 
             print(json.dumps({"model": args.model, "dataset": args.dataset, "scale": scale.name,
                               **complexity(m), "bn_channels": sum(b.num_features for b in bn_layers(m)),
-                              "unit": "macs = conv+linear multiply-adds per 3x32x32 image; flops = 2 x macs"}))
+                              "unit": "macs = conv+linear multiply-adds per 3x32x32 image; flops = 2 x macs; "
+                                      "flops_paper = official counter (EB compute_flops.py): conv+linear+bias+BN+ReLU+pool, "
+                                      "1 MAC = 2 FLOPs"}))
         elif args.cmd == "search":
             from .stages import run_search
 
@@ -184,15 +208,18 @@ def main(argv=None) -> int:
         elif args.cmd == "lottery":
             from .lottery import run_lottery
 
+            _check_upstream(args.dense, args.prune)
             res = run_lottery(args.out, scale, args.dense, args.prune, args.target, args.arm, args.seed, args.data_root,
-                              args.download)
+                              args.download, refuse_disconnected=args.refuse_disconnected)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
                               "weight_density": res["weight_density"]}))
         else:
             from .stages import run_retrain
 
+            _check_upstream(args.search, args.prune)
             res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
-                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune, args.precision)
+                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune, args.precision,
+                              refuse_disconnected=args.refuse_disconnected)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
                               **({"no_ticket": res["no_ticket"]} if "no_ticket" in res else {})}))
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as e:
@@ -200,8 +227,20 @@ def main(argv=None) -> int:
         return 2
     except Preempted as e:  # a cluster signal: the checkpoint is on disk, a retry resumes (methods.preempt)
         print(f"preempted: {e}", file=sys.stderr)
+        requeue_after_warning(e.signum)  # a SLURM warning: back in the queue under the same job id
         return e.exit_code
     return 0
+
+
+def _check_upstream(folder: str, prune: str) -> None:
+    """Refuse ``prune`` on the model of the upstream (search or dense) run in ``folder`` before
+    anything loads or trains (``methods.pruning.check_supported``); a missing result.json is
+    named by the stage itself."""
+    from .io import read_json
+    from .pruning import check_supported
+
+    if (Path(folder) / "result.json").is_file():
+        check_supported(prune, read_json(Path(folder) / "result.json")["config"]["model"])
 
 
 BATCHABLE = ("search", "retrain", "dense", "lottery")
@@ -283,10 +322,13 @@ def _status(args) -> int:
     kw = {"stale_minutes": args.stale_minutes or STALE_MINUTES}
     if args.list:
         for c in cells_of(scale, args.list, spec):
-            print(f"{cell_state(c, root, **kw):<8} {c.id}")
+            print(f"{cell_state(c, root, scale=scale, **kw):<8} {c.id}")
     else:
         print(f"scale {scale.name}, results {root}")
         print(format_status(table_status(scale, root, spec, **kw)))
+        from reports.claims import status_line  # the claims' verdicts, from the same result files
+
+        print(status_line(scale, root, spec))
     return 0
 
 
@@ -296,21 +338,33 @@ def _rerun(args) -> int:
     kw = dict(table=args.table, cell_id=args.cell, scale=args.scale, results=args.results, data_root=args.data_root,
               seeds=args.seed, tables=args.tables, cores=args.cores, upstream=args.upstream, dry_run=args.dry_run)
     if args.slurm:
-        job = submit(cluster=args.cluster, **kw)
+        job = submit(cluster=args.cluster, minutes=args.minutes, **kw)
         print(f"submitted {command(args.table, args.cell, args.scale, args.results, args.data_root, args.seed, args.tables)}"
               f" as job {job.job_id}; logs under {job.paths.folder}")
-        if args.cluster == "debug":  # in-process: run it now
-            out = job.result()
-            print(json.dumps(out))
+        print(f"follow it: squeue -j {job.job_id}; tail -f {job.paths.stdout} {job.paths.stderr}; each run's log.txt; "
+              f"python -m methods status --scale {args.scale} --results {args.results} --list {args.table}")
+        if args.cluster == "debug" or args.wait:  # debug runs in-process: now
+            try:
+                out = job.result()
+            except Exception as e:  # submitit's error carries the job's traceback; its last line says what failed
+                print(f"error: job {job.job_id} failed: {str(e).strip().splitlines()[-1]}; see {job.paths.stderr}",
+                      file=sys.stderr)
+                return 1
+            _print_rerun(out)
         return 0
-    out = rerun(**kw)
+    _print_rerun(rerun(**kw))
+    return 0
+
+
+def _print_rerun(out: dict) -> None:
     print(f"jobs: {json.dumps(out['jobs'])}")
+    for line in out["why"]:  # what made each run train: missing, stale (and what changed) or forced
+        print(f"why: {line}")
     for r in out["runs"]:
         if r["best_acc"] is None:  # an EB cell whose search found no ticket at this ratio
             print(f"{r['path']}: no ticket ({r['no_ticket']})")
         else:
             print(f"{r['path']}: best_acc {r['best_acc']:.2f}, final_acc {r['final_acc']:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -122,7 +122,11 @@ def load_tables(path=None) -> dict:
 
 
 def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
-    s = (spec or load_tables())["table1"]
+    """Every Table 1 cell; none when the specification leaves Table 1 out."""
+    spec = spec or load_tables()
+    if "table1" not in spec:
+        return []
+    s = spec["table1"]
     cells = []
     for model in s["models"]:
         for sched in s["schedules"]:
@@ -181,8 +185,11 @@ class Table2Cell:
 def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
     """Every Table 2 cell; the rows' (prune, draw, init, search and retraining precision) come
     from ``tables.yaml`` ``table2.rows``. Rows listed in ``absent_<model>_<dataset>`` are left
-    out (the paper prints no LL row for VGG16 on CIFAR-100)."""
-    s = (spec or load_tables())["table2"]
+    out (the paper prints no LL row for VGG16 on CIFAR-100). None when the specification leaves Table 2 out."""
+    spec = spec or load_tables()
+    if "table2" not in spec:
+        return []
+    s = spec["table2"]
     cells = []
     for model in s["models"]:
         for ds in s["datasets"]:
@@ -201,8 +208,12 @@ def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
 
 def figure_runs(scale: Scale, spec: dict | None = None, figure: str = "figure1") -> list[RetrainRun]:
     """The retrainings behind a draw-epoch figure (``figure1``; ``figure2``: the same from an
-    8-bit search, ``search_precision``, retrained in ``precision``, FP32 by default)."""
-    s = (spec or load_tables())[figure]
+    8-bit search, ``search_precision``, retrained in ``precision``, FP32 by default); none when the
+    specification leaves the figure out."""
+    spec = spec or load_tables()
+    if figure not in spec:
+        return []
+    s = spec[figure]
     out = []
     for model in s["models"]:
         for ds in s["datasets"]:
@@ -400,6 +411,12 @@ class Cell:
 CELL_TABLES = ("table1", "table2", "table4", "table8", "table9", "figure1", "figure2", "figure3", "figure5")
 
 
+def built_tables(spec: dict) -> list[str]:
+    """The pages of ``CELL_TABLES`` that ``spec`` builds: a table left out, or listing no models,
+    has no cells, no page and no entry in the index (a trimmed ``tables=`` copy)."""
+    return [t for t in CELL_TABLES if t in spec and spec[t].get("models")]
+
+
 def seed_of(run) -> int:
     """The seed of any run dataclass (a retraining's or lottery arm's is its search's or dense run's)."""
     for attr in ("search", "dense"):
@@ -452,3 +469,20 @@ def find_cell(scale: Scale, table: str, cell_id: str, spec: dict | None = None) 
             return c
     sample = ", ".join(c.id for c in cells[:3])
     raise ValueError(f"{table} has no cell {cell_id!r}; ids look like {sample} (python -m methods status --list {table})")
+
+
+def refused_runs(scale: Scale, spec: dict | None = None) -> set:
+    """The retraining and lottery runs of the tables whose specification sets
+    ``refuse_disconnected: true``: their stage records a disconnected ticket as refused instead
+    of training it (``methods.ticket``). A run shared with a table that trains it is refused too."""
+    spec = spec or load_tables()
+    on = {t for t, s in spec.items() if isinstance(s, dict) and s.get("refuse_disconnected")}
+    runs: set = set()
+    for t in on & {"table1", "table4", "table2"}:
+        runs |= {r for c in {"table1": table1_cells, "table4": table4_cells, "table2": table2_cells}[t](scale, spec)
+                 for r in c.runs}
+    for t in on & {"figure1", "figure2"}:
+        runs |= set(figure_runs(scale, spec, t))
+    if on & {"table8", "table9"}:
+        runs |= set(lottery_runs(scale, spec, sorted(on & {"table8", "table9"})))
+    return runs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES_DIR = ROOT / "benchmarks" / "scales"
+#: Environment variable naming another folder of scale files (tests: an edited copy of a scale).
+SCALES_ENV = "SUITE_SCALES_DIR"
 PRECISIONS_YAML = ROOT / "benchmarks" / "precisions.yaml"
 #: Epochs of the papers' CIFAR recipes (EB ``main.py``; RT Tables 8/9).
 PAPER_EPOCHS = 160
@@ -30,6 +33,19 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _spelt_number(x):
+    """``x``, or the int/float a string spells ("11" -> 11, "1e-1" -> 0.1; "A_detached" stays)."""
+    if not isinstance(x, str):
+        return x
+    for kind in (int, float):
+        try:
+            v = kind(x)
+        except ValueError:
+            continue
+        return v if v == v and abs(v) != float("inf") else x  # "nan"/"inf" stay strings: no knob takes them
+    return x
 
 
 class Scale(_Strict):
@@ -54,6 +70,16 @@ class Scale(_Strict):
                               "(one process: torch and the data load once); 1 = a job per run, as SLURM wants")
     models: dict[str, dict[str, float | int | str]] = Field(default_factory=dict, description="width/depth knobs per model")
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _numeric_knobs(cls, v):
+        """YAML 1.1 reads ``width: 1e-1`` as the string "1e-1": a knob spelling a number is that
+        number (int if integral as written, e.g. "11"), so it names and builds one model."""
+        if not isinstance(v, dict):
+            return v
+        return {m: {k: _spelt_number(x) for k, x in knobs.items()} if isinstance(knobs, dict) else knobs
+                for m, knobs in v.items()}
+
     def batch(self, paper_batch: int) -> int:
         """Training batch of a table whose paper uses ``paper_batch``: the smaller of the two, so
         the full scale (``batch_size`` 256, EB) trains RT's tables at their 64 and the smaller
@@ -73,14 +99,15 @@ class Scale(_Strict):
 
 
 def load_scale(name: str) -> Scale:
-    """Load ``benchmarks/scales/<name>.yaml``.
+    """Load ``benchmarks/scales/<name>.yaml`` (or ``<name>.yaml`` in the folder ``$SUITE_SCALES_DIR`` names).
 
     Raises:
         ConfigError: unknown scale or an invalid/misspelt key.
     """
-    path = SCALES_DIR / f"{name}.yaml"
+    folder = Path(os.environ.get(SCALES_ENV) or SCALES_DIR)  # read per call: subprocesses inherit it
+    path = folder / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in SCALES_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
         raise ConfigError(f"unknown scale {name!r}; choose one of {known}")
     return validate(Scale, {"name": name, **yaml.safe_load(path.read_text())}, str(path))
 

@@ -121,21 +121,42 @@ class EBDetector:
         return self.epoch
 
 
-def layer_masks(model: nn.Module, mask: torch.Tensor, gammas: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Split a global mask ``(N,)`` into one bool mask per BatchNorm2d of ``model``.
+def split_mask(model: nn.Module, mask: torch.Tensor) -> list[torch.Tensor]:
+    """A global mask ``(N,)`` as one bool mask per BatchNorm2d of ``model``, as the criterion
+    left them (a layer may keep nothing).
 
-    A layer with no surviving channel keeps its single largest-|gamma| channel, so every layer
-    stays valid (REFERENCE.md section 4; EB's ``resprune.py`` keeps index 0, ``vggprune.py``
-    breaks, EB issue #1). ``gammas`` defaults to the model's current |gamma|.
+    Raises:
+        ValueError: the mask's length is not the model's number of BN channels.
     """
-    gammas = bn_gammas(model) if gammas is None else gammas
     sizes = [m.num_features for m in bn_layers(model)]
     if sum(sizes) != mask.numel():
         raise ValueError(f"mask has {mask.numel()} entries but the model has {sum(sizes)} BN channels")
-    out = []
-    for m, g in zip(mask.split(sizes), gammas.split(sizes)):
-        m = m.clone()
+    return [m.clone() for m in mask.split(sizes)]
+
+
+def layer_masks(model: nn.Module, mask: torch.Tensor, gammas: torch.Tensor | None = None,
+                survivor: str = "largest") -> list[torch.Tensor]:
+    """Split a global mask ``(N,)`` into one bool mask per BatchNorm2d of ``model``.
+
+    A layer with no surviving channel keeps one, so the pruned architecture stays buildable:
+    ``survivor="largest"`` its largest-|gamma| channel, ``"first"`` channel 0, as EB's
+    ``resprune.py`` does (which then zeroes that channel's gamma and beta: ``methods.prune``);
+    ``vggprune.py`` breaks here (EB issue #1). REFERENCE.md section 4. ``gammas`` defaults to
+    the model's current |gamma|. ``emptied_layers`` names the layers this fills.
+
+    Raises:
+        ValueError: the mask's length is not the model's number of BN channels; unknown ``survivor``.
+    """
+    if survivor not in ("largest", "first"):
+        raise ValueError(f"survivor={survivor!r}: choose 'largest' or 'first'")
+    gammas = bn_gammas(model) if gammas is None else gammas
+    out = split_mask(model, mask)
+    for m, g in zip(out, gammas.split([m.numel() for m in out])):
         if not m.any():
-            m[g.argmax()] = True
-        out.append(m)
+            m[g.argmax() if survivor == "largest" else 0] = True
     return out
+
+
+def emptied_layers(model: nn.Module, mask: torch.Tensor) -> tuple[int, ...]:
+    """Indices (module order) of the BatchNorm2d layers in which the global mask ``(N,)`` keeps no channel."""
+    return tuple(i for i, m in enumerate(split_mask(model, mask)) if not m.any())

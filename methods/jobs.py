@@ -21,17 +21,18 @@ def lrs_flag(run) -> str:
     return f"--lrs {','.join(f'{x:g}' for x in run.lrs)}" if run.lrs else ""
 
 
-def retrain_args(r: RetrainRun, scale: Scale, results: str, data: str) -> str:
-    """The ``python -m methods`` arguments of one retraining; ``data`` is ``--data-root ...``."""
+def retrain_args(r: RetrainRun, scale: Scale, results: str, data: str, refuse: bool = False) -> str:
+    """The ``python -m methods`` arguments of one retraining; ``data`` is ``--data-root ...``;
+    ``refuse``: a table asks not to train a disconnected ticket (``methods.cells.refused_runs``)."""
     return (f"retrain --scale {scale.name} {data} --search {r.search.path(results)} --ratio {r.ratio:g} --prune {r.prune}"
             f" --draw {r.draw} --init {r.init} --schedule {r.schedule} --lr {r.lr:g} {lrs_flag(r)} --seed {r.search.seed}"
-            f" --precision {r.precision} --out {r.path(results)}")
+            f" --precision {r.precision} --out {r.path(results)}" + (" --refuse-disconnected" if refuse else ""))
 
 
-def lottery_args(t: LotteryRun, scale: Scale, results: str, data: str) -> str:
-    """The ``python -m methods`` arguments of one lottery arm."""
+def lottery_args(t: LotteryRun, scale: Scale, results: str, data: str, refuse: bool = False) -> str:
+    """The ``python -m methods`` arguments of one lottery arm (``refuse`` as in ``retrain_args``)."""
     return (f"lottery --scale {scale.name} {data} --dense {t.dense.path(results)} --prune {t.prune} --target {t.target}"
-            f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(results)}")
+            f" --arm {t.arm} --seed {t.dense.seed} --out {t.path(results)}" + (" --refuse-disconnected" if refuse else ""))
 
 
 def run_epochs(run, scale: Scale) -> int:

@@ -26,16 +26,19 @@ from pathlib import Path
 
 import torch
 
+from . import digest as dg
 from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
-from .io import finished, load_torch, remove_checkpoint, read_json, save_torch, write_json
+from .io import load_torch, remove_checkpoint, read_json, save_torch, write_json
 from .l1 import prune_filters
 from .models import build_model
 from .models.rt import he_normal_
 from .provenance import provenance
 from .pruning import get_pruning
-from .stages import _measured, _run_config, _setup, _summary
+from .stages import REFUSED, _measured, _run_config, _setup, _summary
+from .ticket import ticket_report
+from .ticket import warning as ticket_warning
 from .train import fit
 from .unstructured import apply_masks, effective_macs, rescaled_he_, rewind, sparsity_report
 
@@ -60,13 +63,16 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
     (``snapshots/epoch0.pt``) and the trained weights (``snapshots/final.pt``) beside ``result.json``.
 
     Returns the result: ``best_acc`` / ``final_acc`` (%), the per-epoch ``log``, ``complexity``
-    (forward MACs/FLOPs of one 3x32x32 image, params), ``train_flops`` and ``energy`` (joules).
+    (forward MACs/FLOPs of one 3x32x32 image, params; ``flops_paper`` in the official counter's
+    convention, ``methods.flops``), ``train_flops`` / ``train_flops_paper`` and ``energy`` (joules).
 
     Raises:
         ConfigError: a model without an entry in the scale; DatasetError: no data.
     """
     out = Path(out)
-    if all((out / f).is_file() for f in ("snapshots/epoch0.pt", "snapshots/final.pt")) and (done := finished(out)) is not None:
+    digest_inputs = dg.dense_inputs(scale, model, dataset, sched, lr, seed)
+    done = dg.current(out, digest_inputs)  # first: a stale run's snapshots go too
+    if done is not None and all((out / f).is_file() for f in ("snapshots/epoch0.pt", "snapshots/final.pt")):
         return done  # a lost snapshot retrains the run (same seed, same theta_0)
     cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
                       batch_size=scale.batch(RT_BATCH), sparsity=0.0)
@@ -76,15 +82,19 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
     if not (out / "snapshots" / "epoch0.pt").is_file():
         save_torch(out / "snapshots" / "epoch0.pt", net.state_dict())
     meter = EnergyMeter(dev)
+    dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     save_torch(out / "snapshots" / "final.pt", res["model"].state_dict())
     cx = complexity(res["model"])
     result = {"kind": "dense", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
               "complexity": cx, "train_images": len(train.y),
-              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
+              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
+              "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
+    result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
     write_json(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
+    dg.finish(out, digest_inputs)
     return result
 
 
@@ -132,21 +142,23 @@ def start_network(arm: str, prune: str, ticket, theta0: dict, cfg_model: str, kn
 
 
 def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm: str, seed: int, data_root: str,
-                download: bool = False) -> dict:
+                download: bool = False, refuse_disconnected: bool = False) -> dict:
     """Prune the trained dense network of ``dense_dir`` with ``prune`` (``l1`` at variant
     ``target``, or ``convmagnitude`` at ratio ``target``) and train the pruned network from
     ``arm`` ("winning" or "random") with the dense run's recipe and LR.
 
     The result records ``best_acc`` / ``final_acc`` (%), ``dense_best_acc``, the trained network's
-    ``complexity`` (params, dense and nonzero MACs/FLOPs of one 3x32x32 image), the conv
-    ``weight_density`` (exact zeros), ``train_flops`` (this training only) and ``energy``.
+    ``complexity`` (params, dense and nonzero MACs/FLOPs of one 3x32x32 image, official-counter
+    ``flops_paper`` dense and nonzero), the conv ``weight_density`` (exact zeros), ``train_flops``
+    and ``train_flops_paper`` (this training only) and ``energy``.
 
     Raises:
         ConfigError: unknown method, arm or target; FileNotFoundError: the dense run's snapshots
         are missing; RuntimeError: a corrupt snapshot.
     """
     out, dense_dir = Path(out), Path(dense_dir)
-    if (done := finished(out, dense_dir)) is not None:
+    digest_inputs = dg.stage_lottery_inputs(scale, dense_dir, prune, target, arm, seed)
+    if (done := dg.current(out, digest_inputs, dense_dir)) is not None:
         return done
     method = get_pruning(prune)
     if prune not in LOTTERY_METHODS:
@@ -167,28 +179,48 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
         ticket = method.draw(trained, None, tgt, train, seed, classes)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
+    report = ticket_report(trained, ticket, method.kinds)
+    if (line := ticket_warning(report)) is not None:
+        print(line, flush=True)
+    if refuse_disconnected and report["disconnected"]:  # as methods.stages.run_retrain
+        result = {"kind": "lottery", "scale": scale.name, "dense": str(dense_dir), "prune": prune, "target": target,
+                  "arm": arm, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
+                  "provenance": provenance(dev), **dg.record(digest_inputs)}
+        write_json(out / "result.json", result)
+        dg.finish(out, digest_inputs)
+        return result
     net = start_network(arm, prune, ticket, load_torch(snaps["epoch0"], "snapshot"), dcfg["model"], dcfg["knobs"],
                         classes, seed)
     arch = net.cfg if method.granularity == "filter" else None
     cfg = _run_config(scale, dcfg["model"], dcfg["dataset"], dcfg["milestones"], dcfg["lrs"], seed, data_root, download,
                       batch_size=dcfg["batch_size"], sparsity=0.0, cfg=arch)  # the dense run's recipe
     meter = EnergyMeter(dev)
+    dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     cx = effective_macs(res["model"])
     cx["params"] = sum(p.numel() for p in res["model"].parameters())
     conv = sparsity_report(res["model"], ("conv",))
     dense_cx = dense["complexity"]
+    if "flops_paper" not in dense_cx:  # a dense run finished before the official-counter convention
+        dense_cx = {**dense_cx, "flops_paper": complexity(trained)["flops_paper"]}
     result = {"kind": "lottery", "scale": scale.name, "dense": str(dense_dir), "prune": prune, "target": target,
               "arm": arm, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
-              "dense_best_acc": dense["best_acc"], "granularity": method.granularity,
-              "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero")},
+              "dense_best_acc": dense["best_acc"], "granularity": method.granularity, "ticket": report,
+              "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero",
+                                                "flops_paper", "flops_paper_nonzero")},
               "dense_complexity": dense_cx, "weight_density": conv["density"], "conv_weights": conv["total"],
               "conv_nonzero": conv["nonzero"], "param_reduction": 1 - cx["params"] / dense_cx["params"],
               "flop_reduction": 1 - cx["flops"] / dense_cx["flops"],
               "flop_reduction_nonzero": 1 - cx["flops_nonzero"] / dense_cx["flops"], "train_images": len(train.y),
-              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
+              "flop_reduction_paper": 1 - cx["flops_paper"] / dense_cx["flops_paper"],
+              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
+              "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs),
+              "train_flops_paper_nonzero": training_flops(cx["flops_paper_nonzero"], len(train.y), cfg.epochs),
+              "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
+    result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
     write_json(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
+    dg.finish(out, digest_inputs)
     return result
 

@@ -1,7 +1,7 @@
 """Stopping a training run cleanly on the cluster's signals, so a retry or requeue resumes it.
 
 SLURM warns a job before its time limit or a preemption with the signal named by ``--signal``
-(``slurm/config.yaml`` asks for SIGUSR1 five minutes ahead) and ends it with SIGTERM, then,
+(``slurm/resources.yaml`` asks for SIGUSR1 five minutes ahead; submitit for SIGUSR2) and ends it with SIGTERM, then,
 after ``KillWait`` (30 s by default), SIGKILL. On SIGUSR1 the run finishes its epoch, writes
 that epoch's checkpoint and stops; on SIGTERM it stops before its next training step, the
 last epoch's checkpoint being on disk already (checkpoints are written atomically at every
@@ -13,10 +13,49 @@ atomic writes make as safe as SIGKILL.
 """
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+#: USR1 is the profile's warning (slurm/resources.yaml ``--signal=USR1@300``), USR2 submitit's
+#: (``methods rerun --slurm``): both mean "finish this epoch and stop".
+WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
+SIGNALS = (*WARNINGS, signal.SIGTERM)
+
+
+def ignore_warnings() -> None:
+    """Let a warning reach the trainer alone: SLURM sends ``--signal`` to every process of the job
+    step (the in-job Snakemake, its shell, the trainer), and their default action is to die, which
+    would end the step and orphan the trainer. Ignored here, in a Snakemake process (the Snakefile
+    calls this), the disposition is inherited by its shell (bash cannot un-ignore it) and by the
+    trainer, whose ``StopSignals`` installs its own handler while it trains."""
+    for s in WARNINGS:
+        signal.signal(s, signal.SIG_IGN)
+
+
+def banner(argv) -> str:
+    """The line that opens each attempt in a run's log (logs are appended to, so a retried or
+    requeued run's log keeps every attempt): time, host, SLURM job and restart count."""
+    job = os.environ.get("SLURM_JOB_ID")
+    where = (f"SLURM job {job} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})" if job else "local")
+    return f"== attempt {time.strftime('%Y-%m-%dT%H:%M:%S')} on {os.uname().nodename}, {where}: {' '.join(argv[:1])}"
+
+
+def requeue_after_warning(signum: int) -> bool:
+    """After the profile's warning (SIGUSR1) in a Snakemake SLURM job, put the job back in the queue
+    (``scontrol requeue``): it keeps its job id, so Snakemake waits on and spends no retry; the
+    requeued job resumes from the checkpoint just written. Not in a submitit job
+    (``methods rerun --slurm``, SIGUSR2): submitit requeues those itself. True when requeued."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if signum != signal.SIGUSR1 or not job or os.environ.get("SUBMITIT_EXECUTOR"):
+        return False
+    r = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    print(f"requeue of SLURM job {job}: {'done' if r.returncode == 0 else (r.stderr or r.stdout).strip()}",
+          file=sys.stderr)
+    return r.returncode == 0
 
 
 class Preempted(BaseException):

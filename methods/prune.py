@@ -3,6 +3,15 @@
 ``pruned_cfg`` gives the narrower architecture from per-BN masks; ``prune_channels`` builds it
 and copies the kept weights. Invariant (REFERENCE.md section 5): in eval mode the pruned
 network's outputs equal the dense network's with gamma and beta of pruned channels zeroed.
+
+A layer the criterion empties keeps one channel so the architecture stays buildable. In a
+residual network (PreResNet) that channel gets gamma = beta = 0 by default, as EB
+``resprune.py`` does (it multiplies gamma and beta by the mask before copying and keeps
+channel 0 of an empty mask): the layer passes nothing on, exactly as in the masked dense
+network, and an emptied last BN of a branch leaves the block its shortcut. The pruning method
+``bnlive`` keeps it live instead (its largest-|gamma| channel, unzeroed). A plain VGG always
+keeps its largest channel live (zeroing it would leave a constant network; the official
+``vggprune.py`` breaks here, EB issue #1); ``methods.ticket`` flags such tickets.
 """
 from __future__ import annotations
 
@@ -92,17 +101,28 @@ def _prune_preresnet(model: PreResNet, masks, num_classes: int) -> PreResNet:
     return new
 
 
-def prune_channels(model: nn.Module, masks: list[torch.Tensor], num_classes: int) -> nn.Module:
+def zeroes_emptied(model: nn.Module) -> bool:
+    """Whether an emptied BN layer of ``model``'s family is built as a zeroed channel (residual
+    PreResNet: the block keeps its shortcut) rather than a live one (plain VGG; module docstring)."""
+    return isinstance(model, PreResNet)
+
+
+def prune_channels(model: nn.Module, masks: list[torch.Tensor], num_classes: int,
+                   zeroed: tuple[int, ...] = ()) -> nn.Module:
     """Physically pruned copy of ``model`` holding its kept weights (``model`` is not changed).
 
     ``masks``: one bool mask per BatchNorm2d in module order, each with at least one True
-    (see ``eb.layer_masks``). Biases of removed channels are dropped with no compensation,
-    as EB ``vggprune.py`` does.
+    (see ``eb.layer_masks``). ``zeroed``: indices of layers the criterion emptied whose one kept
+    channel passes nothing (gamma = beta = 0, EB ``resprune.py``). As in EB ``vggprune.py`` and
+    ``resprune.py``, gamma and beta are multiplied by the mask before copying (so BN1 and the
+    last BN, kept whole before their channel selection, hold zeros in unselected channels), and
+    biases of removed channels are dropped with no compensation.
 
     Raises:
         TypeError: a model family without a pruning rule.
     """
     model = copy.deepcopy(model).cpu()
+    zero_pruned_bn(model, [torch.zeros_like(m) if i in zeroed else m for i, m in enumerate(masks)])
     if isinstance(model, VGG):
         return _prune_vgg(model, masks, num_classes)
     if isinstance(model, PreResNet):

@@ -9,6 +9,7 @@ retraining stage, not here.
 | name      | granularity | criterion                                           | source |
 |-----------|-------------|-----------------------------------------------------|--------|
 | bn        | channel     | global threshold on BN |gamma| (network slimming)   | Liu et al. 2017; EB ``main.py``, ``vggprune.py``/``resprune.py`` |
+| bnlive    | channel     | as ``bn``; an emptied layer keeps its largest channel live | the suite's pre-``resprune.py`` behaviour (option) |
 | thinet    | channel     | greedy next-layer reconstruction + least squares    | Luo et al. 2017; ``methods/thinet.py`` |
 | magnitude | weight      | global |w| over conv + linear weights                | Han et al. 2015; Frankle & Carbin 2019 (LT one-shot) |
 | snip      | weight      | |w dL/dw| on one mini-batch, global top-k            | Lee et al. 2019 (SNIP), section 4 |
@@ -30,16 +31,20 @@ from torch import nn
 
 from .config import ConfigError
 from .data import Split, normalize
-from .eb import channel_mask, layer_masks
+from .eb import channel_mask, emptied_layers, layer_masks
 from .flops import complexity
-from .l1 import l1_masks, prune_filters
+from .l1 import VARIANTS, l1_masks, prune_filters
 from .models import model_name
-from .prune import prune_channels
+from .prune import prune_channels, zeroes_emptied
 from .thinet import SAMPLE_IMAGES, layer_pairs, thinet_prune
 from .unstructured import apply_masks, global_magnitude_masks, snip_masks
 
 #: SNIP's one mini-batch on CIFAR (Lee et al. 2019, section 5; REFERENCE.md section 7).
 SNIP_BATCH = 128
+#: Models with a channel-pruning rule: EB's VGG16 and PreResNet-101 (``methods/prune.py``,
+#: ``methods/thinet.py``; EB ``vggprune.py``/``resprune.py``). L1's are its variants' (``methods.l1.VARIANTS``).
+EB_MODELS = ("vgg16", "preresnet101")
+L1_MODELS = tuple(dict.fromkeys(m for m, _ in VARIANTS))
 
 
 @dataclass
@@ -52,6 +57,9 @@ class Ticket:
     ``weight_masks``: one bool mask per weight of the method's ``kinds`` (weight methods) or None.
     ``filter_masks``: one bool ``(out,)`` per prunable conv (``l1``; ``methods.l1.prunable_convs``) or None.
     ``prune_flops``: FLOPs spent choosing the mask (forward/backward passes), beyond training.
+    ``emptied``: indices of the BN layers in which the criterion kept no channel (``channel_masks``
+    then keep one so the architecture builds); ``zeroed``: those whose kept channel has gamma =
+    beta = 0 in ``model`` (EB ``resprune.py``; ``methods.prune``).
     """
 
     model: nn.Module
@@ -59,6 +67,8 @@ class Ticket:
     weight_masks: list[torch.Tensor] | None = None
     filter_masks: list[torch.Tensor] | None = None
     prune_flops: float = 0.0
+    emptied: tuple[int, ...] = ()
+    zeroed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class PruningMethod:
     source: str
     draw: Callable[..., Ticket]
     kinds: tuple[str, ...] = ("conv", "linear")  # layers a weight mask covers (methods.unstructured.prunable)
+    models: tuple[str, ...] | None = None  # registry models it has a rule for (check_supported); None = every one
 
 
 def _sample(train: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +98,17 @@ def _sample(train: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     return normalize(train.x[idx]), train.y[idx]
 
 
-def _bn(model, gammas, ratio, train, seed, classes) -> Ticket:
-    masks = layer_masks(model, channel_mask(gammas, ratio), gammas)
-    return Ticket(prune_channels(model, masks, classes), channel_masks=masks)
+def _bn(model, gammas, ratio, train, seed, classes, live: bool = False) -> Ticket:
+    mask = channel_mask(gammas, ratio)
+    emptied = emptied_layers(model, mask)
+    zero = not live and zeroes_emptied(model)  # resprune.py keeps channel 0 of an empty mask, zeroed
+    masks = layer_masks(model, mask, gammas, survivor="first" if zero else "largest")
+    zeroed = emptied if zero else ()
+    return Ticket(prune_channels(model, masks, classes, zeroed), channel_masks=masks, emptied=emptied, zeroed=zeroed)
+
+
+def _bnlive(model, gammas, ratio, train, seed, classes) -> Ticket:
+    return _bn(model, gammas, ratio, train, seed, classes, live=True)
 
 
 def _thinet(model, gammas, ratio, train, seed, classes) -> Ticket:
@@ -124,11 +143,14 @@ def _convmagnitude(model, gammas, ratio, train, seed, classes) -> Ticket:
 
 
 PRUNING: dict[str, PruningMethod] = {m.name: m for m in (
-    PruningMethod("bn", "channel", False, "Liu et al. 2017 (network slimming); EB main.py, vggprune.py, resprune.py", _bn),
-    PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet),
+    PruningMethod("bn", "channel", False, "Liu et al. 2017 (network slimming); EB main.py, vggprune.py, resprune.py", _bn,
+                  models=EB_MODELS),
+    PruningMethod("bnlive", "channel", False, "as bn; an emptied layer keeps its largest-|gamma| channel live "
+                  "(option; resprune.py zeroes it)", _bnlive, models=EB_MODELS),
+    PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet, models=EB_MODELS),
     PruningMethod("magnitude", "weight", True, "Han et al. 2015; Frankle & Carbin 2019", _magnitude),
     PruningMethod("snip", "weight", True, "Lee et al. 2019 (SNIP)", _snip),
-    PruningMethod("l1", "filter", True, "Li et al. 2017; RT l1-norm-pruning/lottery_*prune.py", _l1),
+    PruningMethod("l1", "filter", True, "Li et al. 2017; RT l1-norm-pruning/lottery_*prune.py", _l1, models=L1_MODELS),
     PruningMethod("convmagnitude", "weight", True, "Han et al. 2015; RT weight-level/cifar_prune_iterative.py",
                   _convmagnitude, kinds=("conv",)),
 )}
@@ -143,3 +165,19 @@ def get_pruning(name: str) -> PruningMethod:
     if name not in PRUNING:
         raise ConfigError(f"unknown pruning method {name!r}; choose one of {sorted(PRUNING)}")
     return PRUNING[name]
+
+
+def check_supported(method: str, model: str) -> PruningMethod:
+    """The registered method ``method``, checked to have a rule for registry model ``model``
+    (``PruningMethod.models``), so a table specification or a command line asking e.g. ``bn``
+    of ``resnet56`` is refused before anything trains, not as a TypeError after a search.
+
+    Raises:
+        ConfigError: unknown method, or no rule for ``model`` (the message names the models it prunes).
+    """
+    m = get_pruning(method)
+    if m.models is not None and model not in m.models:
+        able = sorted(n for n, p in PRUNING.items() if p.models is None or model in p.models)
+        raise ConfigError(f"pruning method {method!r} has no rule for model {model!r} (it prunes {', '.join(m.models)}); "
+                          f"{model} takes {', '.join(able)}")
+    return m

@@ -14,10 +14,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .config import PAPER_EPOCHS, SCHEDULES, ConfigError, validate
+from .inputs import Number, number
 from .data import DATASETS
 from .models import MODELS
 
-Ratio = float
+Ratio = Number  # 0.5, 0.50, 5e-1 and YAML 1.1's string "5e-1" are one ratio (methods/inputs.py)
 NAMED_DRAWS = ("final", "best", "eb", "eb_official")
 #: Start weights of a retraining (methods.stages.run_retrain): fresh init, drawn weights, continue
 #: from the draw epoch (EB Train), rewind to theta_0 (LT), continue with a fresh init (main_c.py).
@@ -26,6 +27,10 @@ INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Do not train a ticket that cuts every path from input to logits (``methods.ticket``):
+    #: its result records it as refused. Default: train it, since the paper's number exists.
+    refuse_disconnected: bool = False
 
     @field_validator("models", "datasets", "dataset", "schedule", "schedules", "ratio", "ratios", "draws", "draw", "lr",
                      "lrs", "later_lrs", check_fields=False)
@@ -66,9 +71,13 @@ class _Spec(BaseModel):
         if extra and "named" not in cls.model_fields:
             raise ValueError(f"unknown key(s) {sorted(extra)}")
         for k, v in extra.items():
+            if not isinstance(v, list):
+                raise ValueError(f"{k}={v!r}: expected a list")
             m = re.fullmatch(rf"(ratios|absent)_({'|'.join(MODELS)})_({'|'.join(DATASETS)})", k)
             if not m:
                 raise ValueError(f"key {k!r}: expected ratios_<model>_<dataset> or absent_<model>_<dataset>")
+            if m[1] == "ratios":
+                v = extra[k] = [number(x, k) for x in v]
             if m[1] == "ratios" and any(not 0 < x < 1 for x in v):
                 raise ValueError(f"{k}={v}: pruning ratios must lie in (0, 1)")
         if extra:
@@ -82,18 +91,18 @@ class Table1(_Spec):
     schedules: list[str]
     draws: list[str]
     ratio: Ratio
-    lr: float
+    lr: Number
     runs: int = Field(gt=0)
     retrain_schedule: str
     init: Literal[INITS]
 
 
 class Table4(_Spec):
-    models: dict[str, list[float]]
+    models: dict[str, list[Number]]
     datasets: list[str]
     schedule: str
-    later_lrs: list[float] | None
-    retrain_lr: Literal["row"] | float = Field(union_mode="left_to_right")
+    later_lrs: list[Number] | None
+    retrain_lr: Literal["row"] | Number = Field(union_mode="left_to_right")
     draws: list[str]
     ratio: Ratio
     runs: int = Field(gt=0)
@@ -131,7 +140,7 @@ class Table2(_Spec):
     datasets: list[str]
     ratios: list[Ratio]
     schedule: str
-    lr: float
+    lr: Number
     runs: int = Field(gt=0)
     rows: dict[str, Row]
     lowp_accuracy: Literal["best_acc", "swa_acc"]
@@ -144,7 +153,7 @@ class Figure1(_Spec):
     schedule: str
     draws: list[str]
     ratios: list[Ratio]
-    lr: float
+    lr: Number
     runs: int = Field(gt=0)
     init: Literal[INITS]
     search_precision: str = "fp32"
@@ -157,7 +166,7 @@ class Figure3(_Spec):
     models: list[str]
     dataset: str
     schedule: str
-    lr: float
+    lr: Number
     ratios: list[Ratio]
 
 
@@ -165,7 +174,7 @@ class Figure5(_Spec):
     models: list[str]
     datasets: list[str]
     schedule: str
-    lr: float
+    lr: Number
     ratios: list[Ratio]
     runs: int = Field(gt=0)
     every: int = Field(gt=0, le=PAPER_EPOCHS)
@@ -176,7 +185,7 @@ class Figure5(_Spec):
 class Lottery(_Spec):
     dataset: str
     schedule: str
-    lrs: list[float]
+    lrs: list[Number]
     runs: int = Field(gt=0)
     prune: Literal["l1", "convmagnitude"]  # methods.lottery.LOTTERY_METHODS
     models: dict[str, list[str]] | list[str]
@@ -188,22 +197,48 @@ SCHEMA = {"table1": Table1, "table4": Table4, "table2": Table2, "figure1": Figur
           "figure3": Figure3, "figure5": Figure5, "table8": Lottery, "table9": Lottery}
 
 
+def _pruned_models(name: str, table: dict) -> list[tuple[str, str, str]]:
+    """(field, pruning method, model) of every pruning a table asks for: the EB tables and
+    figures prune by BN |gamma| (``methods.cells.RetrainRun.prune``; Figure 5 prices BN-pruned
+    architectures), Table 2 by each row's method, RT Tables 8/9 by their ``prune``; Figure 3
+    only compares BN masks and prunes nothing."""
+    models = list(table["models"])
+    if name == "table2":
+        return [(f"rows.{row}.prune", r["prune"], m) for row, r in table["rows"].items() for m in models]
+    if name in ("table8", "table9"):
+        return [("prune", table["prune"], m) for m in models]
+    return [] if name == "figure3" else [("models", "bn", m) for m in models]
+
+
 def check_tables(spec: dict, where: str) -> dict:
-    """Validate a table specification; returns it unchanged.
+    """Validate a table specification and return it normalised: numbers as floats (``0.50``,
+    ``5e-1`` and YAML 1.1's string ``"5e-1"`` all become 0.5, so one cell and one run folder),
+    other keys as written. A table left out, or listing no models, has no cells and no page
+    (``methods.cells.built_tables``).
 
     Raises:
-        ConfigError: an unknown table, a misspelt key or a bad value: one line naming the
-            file, the table, the field, the value and the allowed values.
+        ConfigError: an unknown table, a misspelt key, a bad value, or a pruning method asked
+            of a model it has no rule for (``methods.pruning.check_supported``): one line
+            naming the file, the table, the field, the value and the allowed values.
     """
+    from .pruning import check_supported
+
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping of tables, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(SCHEMA))
     if unknown:  # a table left out is simply not built (a trimmed tables= copy); a misspelt one would be lost
         raise ConfigError(f"{where}: unknown table(s) {unknown}; the tables are {sorted(SCHEMA)}")
+    out = {}
     for name, cls in SCHEMA.items():
         if name not in spec:
             continue
         if not isinstance(spec[name], dict):
             raise ConfigError(f"{where} {name}: expected a mapping of keys, got {spec[name]!r}")
-        validate(cls, spec[name], f"{where} {name}")
-    return spec
+        table = validate(cls, spec[name], f"{where} {name}")
+        out[name] = {**spec[name], **table.model_dump(exclude={"named"}, exclude_unset=True), **getattr(table, "named", {})}
+        for field, method, model in _pruned_models(name, out[name]):
+            try:
+                check_supported(method, model)
+            except ConfigError as e:
+                raise ConfigError(f"{where} {name}: {field}: {e}") from None
+    return out

@@ -12,17 +12,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import digest as dg
 from .config import PAPER_EPOCHS, ConfigError, Precision, RunConfig, Scale, load_precision, schedule, validate
 from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
-from .io import finished, load_torch, remove_checkpoint, read_json, save_npz, save_torch, write_json
+from .io import load_torch, remove_checkpoint, read_json, save_npz, save_torch, write_json
 from .lowp import mac_bits
 from .models import build_model
 from .prune import prune_channels, pruned_cfg
 from .provenance import provenance
 from .spec import INITS
+from .ticket import ticket_report
+from .ticket import warning as ticket_warning
 from .pruning import PruningMethod, Ticket, get_pruning
 from .train import device_of, fit
 from .unstructured import apply_masks, effective_macs, rewind, sparsity_report
@@ -114,7 +117,8 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     initialisation, at ``snapshot_epochs`` (paper scale, or "final") and at every EB epoch.
     """
     out = Path(out)
-    if (done := finished(out)) is not None:
+    digest_inputs = dg.search_inputs(scale, model, dataset, sched, lr, seed, lrs, precision)
+    if (done := dg.current(out, digest_inputs)) is not None:
         return done
     cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
                       precision=scaled_precision(precision, scale))
@@ -139,6 +143,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
             save_torch(out / "snapshots" / f"epoch{epoch}.pt", m.state_dict())
 
     meter = EnergyMeter(dev)
+    dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", on_epoch, name=out.name, meter=meter)
     gammas = res["gammas"]
     history = {p: masks_from_gammas(gammas, p) for p in SEARCH_RATIOS}
@@ -148,25 +153,34 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision,
               "log": res["log"], **_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
-              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
+              "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
+              "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = {"measured_j": _measured(res["log"]), **meter.describe(),
                         "modelled_j": modelled_energy_j(result["train_flops"], _bits(result["config"])),
                         "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
+    result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
     write_json(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
+    dg.finish(out, digest_inputs)
     return result
 
 
 def _paper_cost(result: dict) -> None:
     """Add the cost in EB units (0.05 PFLOPs) as run, and with the training epochs rescaled to the
-    papers' 50,000 images (the mask selection's fixed sample is not rescaled)."""
-    fixed = result.get("flops_prune", 0.0)  # the mask selection's samples do not grow with the training set
-    for key in ("train_flops", "train_flops_nonzero"):
+    papers' 50,000 images (the mask selection's fixed sample is not rescaled), for each of
+    ``train_flops[_nonzero]`` (conv + linear) and ``train_flops_paper[_nonzero]`` (official counter)."""
+    for key in ("train_flops", "train_flops_nonzero", "train_flops_paper", "train_flops_paper_nonzero"):
+        # the mask selection's samples do not grow with the training set
+        fixed = result.get("flops_paper_prune" if "paper" in key else "flops_prune", 0.0)
         if key in result:
             result[f"{key}_eb_units"] = result[key] / EB_UNIT_FLOPS
             per_image = (result[key] - fixed) * PAPER_TRAIN_IMAGES / result["train_images"]
             result[f"{key}_50k_eb_units"] = (per_image + fixed) / EB_UNIT_FLOPS
+
+
+#: ``no_ticket`` of a disconnected ticket a table specification refuses to train (``refuse_disconnected``).
+REFUSED = "refused: the ticket is disconnected (no path from input to logits) and the table specification sets refuse_disconnected"
 
 
 class NoTicket(ConfigError):
@@ -244,7 +258,7 @@ def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.
             ticket.model.reset_parameters()
             return ticket.model
         dense.load_state_dict(_snapshot(search_dir, 0))
-        return prune_channels(dense, ticket.channel_masks, classes)
+        return prune_channels(dense, ticket.channel_masks, classes, ticket.zeroed)
     if init == "fresh":  # official SNIP trains a separate fresh init under the mask
         torch.manual_seed(seed)
         dense.reset_parameters()
@@ -259,7 +273,7 @@ def _measured(rows: list[dict]) -> float | None:
 
 def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: str, init: str, sched: str,
                 lr: float, seed: int, data_root: str, download: bool = False, lrs=None, prune: str = "bn",
-                precision: str = "fp32") -> dict:
+                precision: str = "fp32", refuse_disconnected: bool = False) -> dict:
     """Draw a ticket from a search run with pruning method ``prune`` and retrain it in
     ``precision`` (REFERENCE.md sections 6 and 7). From an 8-bit (``bfp8``) search, an FP32
     retraining is EB Train (LF) and a ``bfp8`` one EB Train (LL) (EB ``main_c_lp.py``).
@@ -285,13 +299,17 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     at the search's, mask selection at FP32, retraining at the retraining's).
 
     If no EB ticket emerged for ``draw="eb"``/``"eb_official"`` (or, for EB Train, only at the
-    last epoch), the result records ``no_ticket`` with the reason and no accuracy.
+    last epoch), the result records ``no_ticket`` with the reason and no accuracy. The drawn
+    ticket's per-layer kept / total and its collapsed / disconnected flags are recorded as
+    ``ticket`` (``methods.ticket``); with ``refuse_disconnected`` a disconnected ticket is not
+    trained and the result records ``no_ticket`` ("refused: ...") beside it.
 
     Raises:
         ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
     """
     out, search_dir = Path(out), Path(search_dir)
-    if (done := finished(out, search_dir)) is not None:
+    digest_inputs = dg.stage_retrain_inputs(scale, search_dir, ratio, draw, init, sched, lr, seed, lrs, prune, precision)
+    if (done := dg.current(out, digest_inputs, search_dir)) is not None:
         return done
     if init not in INITS:
         raise ConfigError(f"init={init!r}: choose one of {INITS}")
@@ -313,13 +331,24 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
             raise NoTicket(f"the EB ticket at p={ratio} emerged only at the last epoch ({epoch}): EB Train has nothing left to train")
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
+        result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
         write_json(out / "result.json", result)
+        dg.finish(out, digest_inputs)
         return result
     dev, classes, train, test = _setup(scale, scfg["dataset"], data_root, download)
     meter = EnergyMeter(dev)
     meter.begin("prune")
     ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
     prune_energy = meter.end("prune")
+    report = ticket_report(dense, ticket, method.kinds)
+    if (line := ticket_warning(report)) is not None:
+        print(line, flush=True)
+    if refuse_disconnected and report["disconnected"]:
+        result = {**base, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
+                  "draw_epoch": epoch, "provenance": provenance(dev), **dg.record(digest_inputs)}
+        write_json(out / "result.json", result)
+        dg.finish(out, digest_inputs)
+        return result
     net = _start_weights(ticket, init, search_dir, dense, classes, seed, method.kinds)
     start = epoch if init in CONTINUING else 0
     if init in CONTINUING:  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
@@ -331,14 +360,22 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     arch = pruned_cfg(dense, ticket.channel_masks) if ticket.channel_masks is not None else None
     cfg = _run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
                       start_epoch=start, precision=lp)
+    dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     cx = effective_macs(res["model"])
     cx["params"] = sum(p.numel() for p in res["model"].parameters())  # as complexity() counts them
     sparsity = sparsity_report(res["model"])  # exact zeros of conv + linear weights
     dense_cx = search["complexity"]
+    if "flops_paper" not in dense_cx:  # a search finished before the official-counter convention
+        dense_cx = {**dense_cx, "flops_paper": complexity(dense)["flops_paper"]}
     n = len(train.y)
     cost = cell_training_flops(dense_cx["flops"], cx["flops"], epoch, cfg.epochs - start, n, ticket.prune_flops)
     nonzero = cell_training_flops(dense_cx["flops"], cx["flops_nonzero"], epoch, cfg.epochs - start, n, ticket.prune_flops)
+    # mask selection costs multiples of the dense forward (methods/pruning.py), so it converts by their ratio
+    prune_paper = ticket.prune_flops * dense_cx["flops_paper"] / dense_cx["flops"]
+    paper = cell_training_flops(dense_cx["flops_paper"], cx["flops_paper"], epoch, cfg.epochs - start, n, prune_paper)
+    paper_nz = cell_training_flops(dense_cx["flops_paper"], cx["flops_paper_nonzero"], epoch, cfg.epochs - start, n,
+                                   prune_paper)
     search_energy = _measured(search["log"][:epoch])
     retrain_energy = _measured(res["log"])
     sbits, rbits = _bits(scfg), _bits(cfg.model_dump())
@@ -349,7 +386,9 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     measured = None if None in (search_energy, retrain_energy, prune_energy) else search_energy + retrain_energy + prune_energy
     result = {**base, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
               "search_best_acc": search["best_acc"], "draw_epoch": epoch, "granularity": method.granularity,
-              "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero")},
+              "ticket": report,
+              "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero",
+                                                "flops_paper", "flops_paper_nonzero")},
               "dense_complexity": dense_cx, "weight_density": sparsity["density"],
               "param_reduction": 1 - cx["params"] / dense_cx["params"],
               "param_reduction_nonzero": 1 - (cx["params"] - sparsity["total"] + sparsity["nonzero"]) / dense_cx["params"],
@@ -357,10 +396,16 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "flop_reduction_nonzero": 1 - cx["flops_nonzero"] / dense_cx["flops"],
               "train_images": n, "flops_search": cost["search"], "flops_prune": cost["prune"],
               "flops_retrain": cost["retrain"], "train_flops": cost["total"], "train_flops_nonzero": nonzero["total"],
+              "flop_reduction_paper": 1 - cx["flops_paper"] / dense_cx["flops_paper"],
+              "flops_paper_search": paper["search"], "flops_paper_prune": paper["prune"],
+              "flops_paper_retrain": paper["retrain"], "train_flops_paper": paper["total"],
+              "train_flops_paper_nonzero": paper_nz["total"],
               "energy": {"measured_j": measured, "search_j": search_energy, "prune_j": prune_energy,
                          "retrain_j": retrain_energy, **meter.describe(), **modelled, "model": MODEL_SOURCE},
               "provenance": provenance(dev)}
     _paper_cost(result)
+    result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
     write_json(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
+    dg.finish(out, digest_inputs)
     return result

@@ -3,7 +3,10 @@
 A run is *done* when its ``result.json`` exists (written last and atomically); *failed* when
 its ``log.txt`` ends in a Python error, or when its checkpoint and log have not moved for
 ``stale_minutes`` (a killed or preempted job: rerunning resumes it from the checkpoint);
-*running* when it has a log or checkpoint that is still moving; *missing* otherwise.
+*running* when it has a log or checkpoint that is still moving; *missing* otherwise. Given the
+scale, a finished run whose config digest is not the one the current configuration gives it
+(``methods.digest``: a scale file's width, images or epochs changed) is *stale*, not done: the
+workflow trains it again.
 """
 from __future__ import annotations
 
@@ -12,21 +15,22 @@ from collections import Counter
 from pathlib import Path
 
 from .cells import CELL_TABLES, Cell, cells_of
+from .digest import path_stale_reason
 from .io import CorruptFile, read_json
 
-STATES = ("done", "running", "missing", "failed")
+STATES = ("done", "stale", "running", "missing", "failed")
 STALE_MINUTES = 30.0  # longer than one full-scale epoch of the slowest model (PreResNet-101 on a V100, ~2 min)
 
 
-def run_state(path, stale_minutes: float = STALE_MINUTES, now: float | None = None) -> str:
-    """State of the run folder ``path``: one of ``STATES``."""
+def run_state(path, stale_minutes: float = STALE_MINUTES, now: float | None = None, scale=None) -> str:
+    """State of the run folder ``path``: one of ``STATES`` ("stale" only when ``scale`` is given)."""
     path = Path(path)
     if (path / "result.json").is_file():
         try:
-            read_json(path / "result.json")
+            res = read_json(path / "result.json")
         except (OSError, CorruptFile):  # truncated or damaged: rerun its stage (the file named on stderr by the stage)
             return "failed"
-        return "done"
+        return "stale" if scale is not None and path_stale_reason(path, res, scale) is not None else "done"
     files = [f for f in (path / "log.txt", path / "ckpt.pt") if f.is_file()]
     if not files:
         return "missing"
@@ -40,18 +44,18 @@ def run_state(path, stale_minutes: float = STALE_MINUTES, now: float | None = No
 
 
 def cell_state(cell: Cell, results: str, **kw) -> str:
-    """done: every own run done; else failed, running or missing by the worst of its own and
-    upstream runs (a cell whose search is running is running)."""
+    """done: every own run done; else failed, stale, running or missing by the worst of its own
+    and upstream runs (a cell whose search is running is running)."""
     own = [run_state(r.path(results), **kw) for r in cell.runs]
     if all(s == "done" for s in own):
         return "done"
     states = set(own) | {run_state(u.path(results), **kw) for u in cell.upstream}
-    return next(s for s in ("failed", "running") if s in states) if states & {"failed", "running"} else "missing"
+    return next((s for s in ("failed", "stale", "running") if s in states), "missing")
 
 
 def table_status(scale, results: str, spec: dict, tables=CELL_TABLES, **kw) -> dict[str, Counter]:
     """``{table: Counter(state -> cells)}`` for the tables in ``spec``; ``results`` is the scale's tree."""
-    return {t: Counter(cell_state(c, results, **kw) for c in cells_of(scale, t, spec)) for t in tables if t in spec}
+    return {t: Counter(cell_state(c, results, scale=scale, **kw) for c in cells_of(scale, t, spec)) for t in tables if t in spec}
 
 
 def format_status(counts: dict[str, Counter]) -> str:

@@ -18,10 +18,20 @@ exactly zero too (gradient 0, decay of 0, momentum 0). Create the optimizer afte
 an old one would carry the dense run's velocity into the retraining. ``remove_masks`` only at
 the end: after it nothing holds the zeros.
 
-Deep-copy caveat. After a forward with grad enabled, a masked module's ``weight`` attribute is
-a non-leaf tensor, and ``copy.deepcopy`` (hence ``methods.flops.complexity``) raises
-RuntimeError (PyTorch PR 103001, as for weight_norm). ``refresh_weights`` fixes it; an
-evaluation pass under ``no_grad`` (as ``train.evaluate`` at the end of every epoch) does too.
+Snapshots. ``torch.nn.utils.prune`` alone leaves two traps, both closed by hooks that
+``apply_masks`` adds to every masked module (``_portable``):
+  * after a forward with grad enabled, ``module.weight`` is a non-leaf tensor and
+    ``copy.deepcopy`` (hence ``methods.flops.complexity``) raises RuntimeError (PyTorch PR
+    103001, as for weight_norm): a forward hook swaps it for its detached value once the forward
+    is done (the autograd graph keeps its own reference, so gradients are unchanged);
+  * the state dict would hold ``weight_orig`` and ``weight_mask``, which a freshly built model
+    does not load: a state-dict hook writes the effective ``weight = weight_orig * weight_mask``
+    instead (equal to ``weight_orig``, whose pruned entries stay zero), and a load pre-hook maps
+    ``weight`` back to ``weight_orig`` keeping the module's own mask (so checkpoints resume).
+    The mask itself is not in the state dict: it is ``weight != 0`` of the snapshot, and the
+    callers keep it beside (``Ticket.weight_masks``). A state dict with ``weight_orig`` and
+    ``weight_mask`` keys (made before these hooks) still loads into a masked model.
+Neither hook changes a value the training computes.
 """
 from __future__ import annotations
 
@@ -182,7 +192,46 @@ def apply_masks(model: nn.Module, masks: list[torch.Tensor], kinds=("conv", "lin
         with torch.no_grad():  # no graph in module.weight: the model stays deep-copyable
             prune.custom_from_mask(module, name, mask.to(w.device))
             module.weight_orig.mul_(module.weight_mask)
+        _portable(module)
     return refresh_weights(model)
+
+
+def _masked_names(module: nn.Module) -> list[str]:
+    return [h._tensor_name for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)]
+
+
+def _leaf_weights(module, inputs, output) -> None:
+    """Forward hook: the masked ``weight`` the pre-hook computed, detached, so the module
+    deep-copies; the graph of this forward already holds the tensor it needs."""
+    for name in _masked_names(module):
+        setattr(module, name, getattr(module, name).detach())
+
+
+def _effective_state(module, state_dict, prefix, local_metadata) -> None:
+    """State-dict hook: ``<name>_orig``/``<name>_mask`` -> the effective ``<name>`` a plain model loads.
+    ``state_dict(keep_vars=True)`` (live Parameters, as ``torch.jit.trace`` and so fvcore read
+    them) is left as it is: it must name the Parameter the forward uses."""
+    for name in _masked_names(module):
+        if isinstance(state_dict.get(prefix + name + "_orig"), nn.Parameter):
+            continue
+        orig, mask = state_dict.pop(prefix + name + "_orig"), state_dict.pop(prefix + name + "_mask")
+        state_dict[prefix + name] = (orig * mask).detach()
+
+
+def _masked_load(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+    """Load pre-hook: a plain ``<name>`` fills ``<name>_orig``; the module keeps its own mask."""
+    for name in _masked_names(module):
+        if prefix + name in state_dict and prefix + name + "_orig" not in state_dict:
+            state_dict[prefix + name + "_orig"] = state_dict.pop(prefix + name)
+            state_dict.setdefault(prefix + name + "_mask", getattr(module, name + "_mask"))
+
+
+def _portable(module: nn.Module) -> None:
+    """Add the snapshot hooks of the module docstring once; they do nothing once unmasked."""
+    if _leaf_weights not in module._forward_hooks.values():
+        module.register_forward_hook(_leaf_weights)
+        module.register_state_dict_post_hook(_effective_state)
+        module.register_load_state_dict_pre_hook(_masked_load)
 
 
 def remove_masks(model: nn.Module) -> nn.Module:
@@ -269,8 +318,12 @@ def effective_macs(model: nn.Module) -> dict:
     unchanged by masks (the mask multiply is an ``aten::mul``, not counted). Per-layer dense MACs
     come from forward hooks: output elements per image x weights per output (``weight[0].numel()``).
 
-    Returns ``{"macs", "flops", "macs_nonzero", "flops_nonzero", "layers": {name: (dense MACs,
-    density)}}``; FLOPs = 2 x MACs (REFERENCE.md section 1).
+    Returns ``{"macs", "flops", "macs_nonzero", "flops_nonzero", "flops_paper",
+    "flops_paper_nonzero", "layers": {name: (dense MACs, density)}}``; FLOPs = 2 x MACs
+    (REFERENCE.md section 1). ``flops_paper`` is the official counter's number
+    (``methods.flops``), dense as the papers count masked networks (EB Table 2's LT and SNIP rows
+    cost dense training); ``flops_paper_nonzero`` takes off the pruned weights' 2 FLOPs per MAC
+    only (BN, ReLU, pooling and bias terms do not shrink with a weight mask).
 
     Raises:
         RuntimeError: the per-layer sum differs from fvcore's count (work outside Conv2d/Linear
@@ -298,4 +351,5 @@ def effective_macs(model: nn.Module) -> dict:
         layers[name] = (macs, int(torch.count_nonzero(w)) / w.numel())
     nz = sum(macs * d for macs, d in layers.values())
     return {"macs": dense["macs"], "flops": dense["flops"], "macs_nonzero": nz, "flops_nonzero": 2 * nz,
+            "flops_paper": dense["flops_paper"], "flops_paper_nonzero": dense["flops_paper"] - 2 * (dense["macs"] - nz),
             "layers": layers}

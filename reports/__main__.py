@@ -1,10 +1,10 @@
 """Command line: ``python -m reports PAGE --scale S --results results/S [--data-root D]``.
 
-PAGE is table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, fidelity, index (or all).
+PAGE is table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, fidelity, claims, index (or all).
 Outputs, relative to ``--results``: table1 and table4 -> tables/tableN.csv, report/tableN.html; table2 -> tables/table2.csv,
 tables/table2_improv.csv, report/table2.html; figure1 and figure2 -> tables/figureN.csv,
 report/figureN.png, report/figureN.html (figure5 likewise); fidelity -> report/fidelity.html; table8 and table9 -> tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
-(+ tables/figure3.csv); index -> report/index.html. Table pages also write their cell pages,
+(+ tables/figure3.csv); claims -> report/claims.html, tables/claims.csv; index -> report/index.html. Table pages also write their cell pages,
 report/cells/<table>/<cell>.html. Bad input ends with one line on stderr
 and exit status 2.
 """
@@ -14,11 +14,13 @@ import argparse
 import sys
 import warnings
 
+from methods.inputs import OneLineParser
+
 from . import PAGES
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+    ap = OneLineParser(prog="python -m reports", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("page", choices=[*PAGES, "all"], help="page to build ('all' builds every page, index last)")
     ap.add_argument("--scale", required=True, help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
@@ -39,8 +41,9 @@ def build(page: str, scale, results: str, data_root: str | None = None, spec: di
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from methods.cells import load_tables
+    from methods.cells import CELL_TABLES, built_tables, load_tables
     from methods.config import ConfigError, load_scale
+    from methods.io import CorruptFile
 
     from . import common
 
@@ -49,12 +52,16 @@ def main(argv=None) -> int:
     try:
         scale = load_scale(args.scale)
         spec = load_tables(args.tables)
-        for page in PAGES if args.page == "all" else [args.page]:
+        skip = set(CELL_TABLES) - set(built_tables(spec))  # left out of the specification, or without models
+        if args.page in skip:
+            raise ConfigError(f"{args.page} is not in the table specification {args.tables or 'benchmarks/tables.yaml'} "
+                              f"(or lists no models); add it there, or build another page")
+        for page in [p for p in PAGES if p not in skip] if args.page == "all" else [args.page]:
             out = build(page, scale, args.results, args.data_root, spec)
             if page == "index":  # one line per page: "Table 1: 2/32 cells"
                 out = ", ".join(f"{p['name']}: {p['done']}/{p['total']} {p['unit']}" for p in out)
             print(f"{page}: {out}")
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, CorruptFile, FileNotFoundError, ValueError) as e:  # ConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

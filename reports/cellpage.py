@@ -110,19 +110,39 @@ def _row(spec_run, run: Run, here: Path) -> dict:
     res = run.result or {}
     prov = res.get("provenance", {})
     energy = res.get("energy", {})
-    return {"seed": seed_of(spec_run), "name": spec_run.name, "state": run_state(run.path),
+    state = run.status if run.status.startswith("stale") else run_state(run.path)  # load_run judged the digest
+    return {"seed": seed_of(spec_run), "name": spec_run.name, "state": state,
             "result": rel(run.path / "result.json", here) if run.done else None,
             "log": rel(run.path / "log.txt", here) if (run.path / "log.txt").is_file() else None,
             "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
             "best_epoch": res.get("best_epoch"), "draw_epoch": res.get("draw_epoch"),
             "params": res.get("complexity", {}).get("params", math.nan), "flops": res.get("complexity", {}).get("flops", math.nan),
             "train_flops": res.get("train_flops", math.nan), "train_flops_units": res.get("train_flops_eb_units", math.nan),
+            # official-counter convention; NaN (shown as a dash) in results written before it was recorded
+            "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
+            "train_flops_paper": res.get("train_flops_paper", math.nan),
             "measured_j": energy.get("measured_j"), "modelled_j": energy.get("modelled_j"),
             "commit": prov.get("commit", "–"), "suite": prov.get("suite", "–"), "torch": prov.get("torch", "–"),
             "python": prov.get("python", "–"), "device": prov.get("device", "–"), "host": prov.get("host", "–"),
             "date": prov.get("date", "–"), "recorded_command": prov.get("command", "–"),
             "digest": digest(res["config"]) if "config" in res else "–",
             "config": json.dumps(res["config"], indent=1, sort_keys=True) if "config" in res else None}
+
+
+def ticket_table(cell: Cell, own: list[Run]) -> dict | None:
+    """Per-layer kept / total of each seed's ticket as its stage recorded it (``methods.ticket``):
+    ``{"unit", "seeds", "rows": [{"name", "total", "kept": [per seed]}], "flags": [per seed]}``;
+    None when no finished run of the cell recorded a ticket (dense and search runs, older results)."""
+    done = [(seed_of(s), r.result["ticket"]) for s, r in zip(cell.runs, own) if r.done and r.result.get("ticket")]
+    if not done:
+        return None
+    names = [x["name"] for x in done[0][1]["layers"]]
+    kept = {seed: {x["name"]: x["kept"] for x in t["layers"]} for seed, t in done}
+    rows = [{"name": n, "total": x["total"], "kept": [kept[seed].get(n) for seed, _ in done]}
+            for n, x in zip(names, done[0][1]["layers"])]
+    flags = [{"seed": seed, "kept": t["kept"], "total": t["total"], "collapsed": t["collapsed"],
+              "disconnected": t["disconnected"], "emptied_layers": t.get("emptied_layers")} for seed, t in done]
+    return {"unit": done[0][1]["unit"], "seeds": [seed for seed, _ in done], "rows": rows, "flags": flags}
 
 
 def build(scale: Scale, results: str, cell: Cell, data_root: str | None = None, summary: dict | None = None) -> Path:
@@ -143,7 +163,8 @@ def build(scale: Scale, results: str, cell: Cell, data_root: str | None = None, 
                   table_title=TITLES[cell.table], table_page=f"../../{cell.table}.html", fields=_flatten(fields),
                   seeds=seeds, rows=[_row(s, r, here) for s, r in zip(cell.runs, own)],
                   upstream=[_row(s, r, here) for s, r in ups.items()], png=png.name if has_png else None,
-                  command=cmd, seed_command=f"{cmd} --seed {seeds[0]}", summary=summary or {})
+                  command=cmd, seed_command=f"{cmd} --seed {seeds[0]}", summary=summary or {},
+                  ticket=ticket_table(cell, own))
     write_text(out, html)
     return out
 

@@ -16,6 +16,7 @@ import jinja2
 from markupsafe import Markup
 
 from methods.config import PAPER_EPOCHS, Scale
+from methods.digest import path_stale_reason
 from methods.io import CorruptFile, read_json
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -30,7 +31,7 @@ class Run:
 
     path: Path
     result: dict | None = None
-    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "corrupt", "scale mismatch"
+    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "corrupt", "scale mismatch", "stale: why"
 
     @property
     def done(self) -> bool:
@@ -41,7 +42,10 @@ def load_run(path, scale: Scale) -> Run:
     """Read ``path/result.json``; a missing file means pending, never an error.
 
     A result written at another scale is set aside (status "scale mismatch"), so a results tree
-    reused across scales cannot silently mix 16-epoch and 160-epoch numbers into one cell.
+    reused across scales cannot silently mix 16-epoch and 160-epoch numbers into one cell; so is
+    a stale one (status "stale: <what changed>", ``methods.digest``): its config digest is not
+    what the current scale file and precisions give the run (a result without a digest, made
+    before digests, is judged by its recorded config), so its number is never shown as done.
     """
     path = Path(path)
     f = path / "result.json"
@@ -54,6 +58,8 @@ def load_run(path, scale: Scale) -> Run:
         return Run(path, None, "corrupt")
     if res.get("scale") not in (None, scale.name):
         return Run(path, None, f"scale mismatch ({res.get('scale')})")
+    if (why := path_stale_reason(path, res, scale)) is not None:
+        return Run(path, None, f"stale: {why}")
     return Run(path, res, "done")
 
 
@@ -70,6 +76,37 @@ def mean_of(runs: list[Run], key) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+#: The two FLOPs conventions (methods/flops.py), named in every FLOPs column header.
+FLOPS_PAPER = "official counter: conv+linear+BN+ReLU+pool, 1 MAC = 2 FLOPs"
+FLOPS_CONV = "conv+linear only, 1 MAC = 2 FLOPs"
+
+
+def paper_flops(res: dict, key: str = "train_flops_50k_eb_units") -> float:
+    """The official-counter twin of the conv + linear field ``key`` of a result (``train_flops...``
+    -> ``train_flops_paper...``, ``flops`` -> ``flops_paper``; EB ``compute_flops.py``). A result
+    written before that convention was recorded gives ``key`` itself; ``old_flops`` flags it.
+
+    Raises:
+        KeyError: ``key`` is missing too.
+    """
+    return res.get(key.replace("flops", "flops_paper", 1), res[key])
+
+
+def old_flops(runs: list[Run]) -> bool:
+    """Whether a done run lacks the official-counter FLOPs (its tables show conv + linear, marked)."""
+    return any("flops_paper" not in r.result.get("complexity", {}) for r in runs if r.done)
+
+
+def ticket_flag(runs: list[Run]) -> str | None:
+    """"disconnected" or "collapsed" when a finished run of a cell drew such a ticket
+    (``methods.ticket``; the worse of its seeds), else None. Its table cell carries the mark and
+    never counts as agreeing with the paper."""
+    tickets = [r.result.get("ticket") or {} for r in runs if r.done]
+    if any(t.get("disconnected") for t in tickets):
+        return "disconnected"
+    return "collapsed" if any(t.get("collapsed") for t in tickets) else None
+
+
 def inside(paper: float, low: float, high: float) -> bool:
     """Whether the paper's value lies in our [min, max] over seeds (EB prints single values and
     min-max error bars; one seed gives a zero-width range)."""
@@ -79,13 +116,15 @@ def inside(paper: float, low: float, high: float) -> bool:
 def completeness(cells: list[dict], done) -> dict:
     """Cells done (``done(cell)``) and in all, runs done and expected, the mean |ours - paper|
     (the cells' ``diff``) over the cells that have both a result and a paper value, and how many
-    of those have the paper's value inside our [min, max] (``n_inside``)."""
+    of those have the paper's value inside our [min, max] (``n_inside``); a cell whose ticket is
+    collapsed or disconnected (``ticket_flag``) never counts as inside."""
     compared = [c for c in cells if not math.isnan(c["diff"])]
     diffs = [abs(c["diff"]) for c in compared]
     return {"cells_done": sum(bool(done(c)) for c in cells), "cells_total": len(cells),
             "runs_done": sum(c["n_runs"] for c in cells), "runs_total": sum(c["n_expected"] for c in cells),
             "mean_abs_diff": sum(diffs) / len(diffs) if diffs else math.nan, "n_compared": len(diffs),
-            "n_inside": sum(inside(c["paper"], c["ours_min"], c["ours_max"]) for c in compared)}
+            "n_inside": sum(inside(c["paper"], c["ours_min"], c["ours_max"]) and not c.get("ticket_flag")
+                            for c in compared)}
 
 
 def scale_note(scale: Scale) -> str:
@@ -202,6 +241,7 @@ def env() -> jinja2.Environment:
     e.filters["schedule"] = f_schedule
     e.filters["dataset"] = lambda d: DATASET_NAMES.get(d, d)
     e.filters["model"] = lambda m: MODEL_NAMES.get(m, m)
+    e.globals["FLOPS_PAPER"], e.globals["FLOPS_CONV"] = FLOPS_PAPER, FLOPS_CONV
     e.globals["cell_link"] = lambda table, cell_id: f"cells/{table}/{cell_id.replace('/', '_')}.html"
     return e
 

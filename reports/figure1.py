@@ -20,12 +20,14 @@ from methods.cells import figure_runs, load_tables
 from methods.config import PAPER_EPOCHS, Scale
 
 from . import cellpage
-from .common import DATASET_NAMES, MODEL_NAMES, load_run, mean_of, provenance, render, scale_note, stats
+from .common import (DATASET_NAMES, MODEL_NAMES, load_run, mean_of, old_flops, paper_flops, provenance, render,
+                     scale_note, stats)
 from .io import publish
 
 COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
            "final_mean", "dense_acc_mean", "dense_acc_min", "dense_acc_max", "dense_fp32_acc_mean", "pruned_params_mean",
-           "pruned_flops_mean", "train_flops_units_mean", "dense_train_flops_units_mean", "search_precision", "id"]
+           "pruned_flops_mean", "train_flops_units_mean", "dense_train_flops_units_mean", "pruned_flops_paper_mean",
+           "train_flops_paper_units_mean", "dense_train_flops_paper_units_mean", "flops_paper_old", "search_precision", "id"]
 
 
 def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = "figure1"):
@@ -51,7 +53,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = 
     for (model, ds, ratio, draw), specs in groups.items():
         runs = [load_run(r.path(results), scale) for r in specs]
         all_runs += runs
-        done = [r.result for r in runs if r.done]
+        done = [r.result for r in runs if r.done and r.result.get("best_acc") is not None]  # refused: no accuracy
         if draw == "best":
             eps = [r["draw_epoch"] for r in done] or [s.result["best_epoch"] for s in search_runs[(model, ds)] if s.done]
             x = sum(eps) / len(eps) if eps else math.nan
@@ -68,6 +70,12 @@ def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = 
                      "pruned_flops_mean": mean(lambda r: r["complexity"]["flops"]),
                      "train_flops_units_mean": mean(lambda r: r["train_flops_50k_eb_units"]),
                      "dense_train_flops_units_mean": mean_of(search_runs[(model, ds)], lambda r: r["train_flops_50k_eb_units"]),
+                     # official-counter convention, plotted (conv + linear for results written before it, flagged)
+                     "pruned_flops_paper_mean": mean(lambda r: paper_flops(r["complexity"], "flops")),
+                     "train_flops_paper_units_mean": mean(lambda r: paper_flops(r, "train_flops_50k_eb_units")),
+                     "dense_train_flops_paper_units_mean": mean_of(search_runs[(model, ds)],
+                                                                   lambda r: paper_flops(r, "train_flops_50k_eb_units")),
+                     "flops_paper_old": old_flops(runs) or old_flops(search_runs[(model, ds)]),
                      "search_precision": specs[0].search.precision, "id": f"{model}/{ds}/p{ratio:g}/{draw}"})
     return pd.DataFrame(rows, columns=COLUMNS), all_runs
 
@@ -145,13 +153,13 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
                 for k, ratio in enumerate(sorted(panel.ratio.unique())):
                     line = done[(done.ratio == ratio) & (done.draw != "best")].sort_values("draw_epoch")
                     if len(line):
-                        fx.plot(line.draw_epoch, line.train_flops_units_mean, color=colors[ratio], marker="o", ms=5, lw=1.5)
-                dflops = panel.dense_train_flops_units_mean.dropna()
+                        fx.plot(line.draw_epoch, line.train_flops_paper_units_mean, color=colors[ratio], marker="o", ms=5, lw=1.5)
+                dflops = panel.dense_train_flops_paper_units_mean.dropna()
                 if len(dflops):
                     fx.axhline(dflops.iloc[0], color="0.3", ls="--", lw=1.2)
                 epoch_axis(fx)
                 fx.set_title(f"{MODEL_NAMES.get(model, model)} on {DATASET_NAMES.get(ds, ds)}: total training FLOPs")
-                fx.set_ylabel("training FLOPs (x 0.05 PFLOPs, at 50k images)")
+                fx.set_ylabel("training FLOPs (x 0.05 PFLOPs, 50k images;\nofficial counter)")
     # One legend for the whole figure, above the panels: visible without scrolling, never over a
     # point. No suptitle: it would collide with the legend, and the page's heading names the figure.
     handles = [Line2D([], [], color=colors[p], marker="o", ms=5, label=f"p = {p:g}") for p in all_ratios]

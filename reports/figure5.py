@@ -31,7 +31,8 @@ from .io import publish, write_figure, write_text
 
 PAPER_IMAGES = 50_000
 COLUMNS = ["model", "dataset", "ratio", "seed", "draw_epoch", "paper_epoch", "on_grid", "is_eb", "pruned_flops", "dense_flops",
-           "total_flops_units", "dense_training_units"]
+           "total_flops_units", "dense_training_units", "pruned_flops_paper", "dense_flops_paper", "total_flops_paper_units",
+           "dense_training_paper_units", "flops_paper_old"]
 
 
 def draw_epochs(scale: Scale, every: int) -> list[int]:
@@ -53,6 +54,9 @@ def collect(scale: Scale, results: str, spec: dict | None = None):
         classes = num_classes(search.dataset)
         dense = build_model(search.model, classes, **run.result.get("config", {}).get("knobs", scale.models.get(search.model, {})))
         dense_flops = run.result["complexity"]["flops"]
+        # official-counter convention; a search written before it falls back to conv + linear throughout (flagged)
+        old = "flops_paper" not in run.result["complexity"]
+        dense_paper = dense_flops if old else run.result["complexity"]["flops_paper"]
         with np.load(run.path / "history.npz") as h:
             gammas = torch.from_numpy(h["gammas"])
         for p in s.get(f"ratios_{search.model}_{search.dataset}", s["ratios"]):
@@ -63,14 +67,20 @@ def collect(scale: Scale, results: str, spec: dict | None = None):
                 per_layer = layer_masks(dense, masks[t], gammas[t])
                 key = (search.model, classes, str(pruned_cfg(dense, per_layer)))
                 if key not in flops_of:  # the architecture alone fixes the FLOPs
-                    flops_of[key] = complexity(prune_channels(dense, per_layer, classes))["flops"]
+                    flops_of[key] = complexity(prune_channels(dense, per_layer, classes))
+                cx = flops_of[key]
                 retrain = E if s.get("retrain", "full") == "full" else E - t
-                cost = cell_training_flops(dense_flops, flops_of[key], t, retrain, PAPER_IMAGES)
+                cost = cell_training_flops(dense_flops, cx["flops"], t, retrain, PAPER_IMAGES)
+                paper = cell_training_flops(dense_paper, cx["flops"] if old else cx["flops_paper"], t, retrain, PAPER_IMAGES)
                 rows.append({"model": search.model, "dataset": search.dataset, "ratio": p, "seed": search.seed,
                              "draw_epoch": t, "paper_epoch": round(t * 160 / E), "on_grid": t in grid, "is_eb": t == eb,
-                             "pruned_flops": flops_of[key], "dense_flops": dense_flops,
+                             "pruned_flops": cx["flops"], "dense_flops": dense_flops,
                              "total_flops_units": cost["total"] / EB_UNIT_FLOPS,
-                             "dense_training_units": 3 * dense_flops * PAPER_IMAGES * E / EB_UNIT_FLOPS})
+                             "dense_training_units": 3 * dense_flops * PAPER_IMAGES * E / EB_UNIT_FLOPS,
+                             "pruned_flops_paper": cx["flops"] if old else cx["flops_paper"], "dense_flops_paper": dense_paper,
+                             "total_flops_paper_units": paper["total"] / EB_UNIT_FLOPS,
+                             "dense_training_paper_units": 3 * dense_paper * PAPER_IMAGES * E / EB_UNIT_FLOPS,
+                             "flops_paper_old": old})
     return pd.DataFrame(rows, columns=COLUMNS), runs
 
 
@@ -92,15 +102,15 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict):
             if not len(panel):
                 ax.text(0.5, 0.5, "search pending", transform=ax.transAxes, ha="center", va="center", fontsize=14, color="0.55")
             for p, g in panel.groupby("ratio"):
-                line = g[g.on_grid].groupby("draw_epoch").total_flops_units.mean()
+                line = g[g.on_grid].groupby("draw_epoch").total_flops_paper_units.mean()
                 ax.plot(line.index, line.values, color=colors[p], marker="o", ms=4, lw=1.5)
                 eb = g[g.is_eb]
                 if len(eb):
-                    ax.plot(eb.draw_epoch.mean(), eb.total_flops_units.mean(), "*", ms=14, mfc="none", mec=colors[p], mew=1.5)
+                    ax.plot(eb.draw_epoch.mean(), eb.total_flops_paper_units.mean(), "*", ms=14, mfc="none", mec=colors[p], mew=1.5)
             if len(panel):
-                ax.axhline(panel.dense_training_units.iloc[0], color="0.3", ls="--", lw=1.2)
+                ax.axhline(panel.dense_training_paper_units.iloc[0], color="0.3", ls="--", lw=1.2)
             ax.set_xlabel(f"draw epoch at scale {scale.name} (of {scale.epochs})")
-            ax.set_ylabel("total training FLOPs (x 0.05 PFLOPs, 50k images)")
+            ax.set_ylabel("total training FLOPs (x 0.05 PFLOPs, 50k images;\nofficial counter)")
     handles = [Line2D([], [], color=colors[p], marker="o", ms=4, label=f"p = {p:g}") for p in ratios]
     handles += [Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3", label="EB ticket (mean EB epoch)"),
                 Line2D([], [], color="0.3", ls="--", label="one dense training")]
@@ -133,7 +143,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     for (model, ds, p), g in (eb.groupby(["model", "dataset", "ratio"]) if len(eb) else ()):
         f = final[(final.model == model) & (final.dataset == ds) & (final.ratio == p)]
         compare.append({"model": model, "dataset": ds, "ratio": p, "eb_epoch": g.draw_epoch.mean(),
-                        "eb_units": g.total_flops_units.mean(), "final_units": f.total_flops_units.mean() if len(f) else math.nan})
+                        "eb_units": g.total_flops_paper_units.mean(),
+                        "final_units": f.total_flops_paper_units.mean() if len(f) else math.nan,
+                        "old": bool(g.flops_paper_old.any())})
     for c in compare:
         c["saving"] = 1 - c["eb_units"] / c["final_units"]
     html = render("figure5.html", title="EB Figure 5: total training FLOPs vs draw epoch", scale=scale,

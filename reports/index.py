@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from methods.cells import figure3_searches, load_tables
+import pandas as pd
+
+from methods.cells import built_tables, figure3_searches, load_tables
 from methods.config import Scale
 
 from . import fidelity, figure1, figure2, lottery, table1, table2
@@ -21,7 +23,7 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
     t1 = table1.summary(cells)
     t4_cells, _, t4_runs = table1.collect(scale, results, spec, table="table4")
     t4 = table1.summary(t4_cells)
-    t2_cells, _, t2_runs = table2.collect(scale, results, spec)
+    t2_cells, _, t2_runs = table2.collect(scale, results, spec) if "table2" in spec else ([], None, [])
     t2 = table2.summary(t2_cells)
     f1_df, f1_runs = figure1.collect(scale, results, spec)
     f1 = figure1.summary(f1_df)
@@ -31,10 +33,10 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
     f5_runs = [load_run(s.path(results), scale) for s in figure3_searches(scale, spec, "figure5")]
     f5_done = sum(r.done and (r.path / "history.npz").is_file() for r in f5_runs)
     f3_done = sum(r.done and (r.path / "history.npz").is_file() for r in f3_runs)
-    n_ratios = len(spec["figure3"]["ratios"])
+    n_ratios = len(spec.get("figure3", {}).get("ratios", []))
     rt = {}
     for t in ("table8", "table9"):
-        rows, _, runs = lottery.collect(scale, results, t, spec)
+        rows, _, runs = lottery.collect(scale, results, t, spec) if t in spec else ([], None, [])
         rt[t] = (lottery.summary(rows), runs)
     def table(name, file, what, sm):
         return {"name": name, "file": file, "what": what, "unit": "cells", "done": sm["cells_done"],
@@ -66,6 +68,8 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
     out.append({"name": "Fidelity", "file": "fidelity.html", "unit": "differences", "done": len(fidelity.load()),
                 "total": len(fidelity.load()), "what": "where our defaults differ from the papers and their official code, with the option for each",
                 "runs_done": None, "runs_total": None, "mean_abs_diff": None, "n_compared": 0, "csv": None})
+    built = {f"{t}.html" for t in built_tables(spec)} | {"fidelity.html"}  # a table left out has no page
+    out = [e for e in out if e["file"] in built]
     # Runs shared between pages (Table 1's [80,120] searches feed Figure 1 too) count once.
     unique = {str(r.path): r for r in t1_runs + t2_runs + t4_runs + f1_runs + f2_runs + f3_runs + f5_runs + rt["table8"][1]
               + rt["table9"][1]}
@@ -79,7 +83,10 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     entries, runs = pages(scale, str(results), spec)
     for e in entries:
         e["exists"] = (report / e["file"]).is_file()
+    claims = Path(results) / "tables" / "claims.csv"  # written by the claims page, built just before the index
+    verdicts = pd.read_csv(claims)["verdict"].value_counts().to_dict() if claims.is_file() else None
     html = render("index.html", title="Early-Bird tickets and Rethinking the Value of Network Pruning: report index", scale=scale,
-                  prov=provenance(runs, data_root), scale_note=scale_note(scale), pages=entries)
+                  prov=provenance(runs, data_root), scale_note=scale_note(scale), pages=entries, claims=verdicts,
+                  claims_page=(report / "claims.html").is_file())
     write_text(report / "index.html", html)
     return entries

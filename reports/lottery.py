@@ -19,7 +19,7 @@ from methods.cells import load_tables, lottery_cells
 from methods.config import ROOT, Scale
 
 from . import cellpage
-from .common import bf16, load_run, provenance, rel, render, scale_note
+from .common import bf16, load_run, paper_flops, ticket_flag, provenance, rel, render, scale_note
 from .io import write_text
 
 PAPER_CSV = {"table8": ROOT / "benchmarks" / "reference" / "rt_table8.csv",
@@ -42,7 +42,7 @@ COLUMNS = ["table", "lr", "model", "target", "n_dense", "n_winning", "n_random",
            "unpruned_std", "winning_mean", "winning_std", "random_mean", "random_std", "paper_unpruned_mean",
            "paper_unpruned_std", "paper_winning_mean", "paper_winning_std", "paper_random_mean", "paper_random_std",
            "diff_winning", "diff_random", "better", "paper_better", "relation", "paper_relation", "params_mean",
-           "flops_mean", "flop_reduction_mean", "weight_density_mean", "bf16"]
+           "flops_mean", "flops_paper_mean", "flop_reduction_mean", "weight_density_mean", "bf16", "ticket_flag_winning", "ticket_flag_random"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -120,7 +120,9 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
         arms = {arm: [load_run(r.path(results), scale) for r in runs] for arm, runs in cell.arms.items()}
         dense_seen.update({str(run.path): run for run in dense})
         all_runs += [r for runs in arms.values() for r in runs]
-        acc = {arm: [r.result["best_acc"] for r in runs if r.done] for arm, runs in arms.items()}
+        # a refused (disconnected) ticket has no accuracy (tables.yaml refuse_disconnected)
+        acc = {arm: [r.result["best_acc"] for r in runs if r.done and r.result["best_acc"] is not None]
+               for arm, runs in arms.items()}
         (um, us), (wm, ws), (rm, rs) = (mean_std([r.result["best_acc"] for r in dense if r.done]),
                                         mean_std(acc.get("winning", [])), mean_std(acc.get("random", [])))
         ref = paper.get((cell.lr, PAPER_MODEL.get(cell.model, cell.model), _paper_key(table, cell.model, cell.target)), {})
@@ -136,6 +138,7 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
                      "n_dense": sum(r.done for r in dense), "n_winning": len(acc.get("winning", [])),
                      "n_random": len(acc.get("random", [])), "n_expected": len(cell.dense),
                      "bf16": bf16([*dense, *(r for runs in arms.values() for r in runs)]),
+                     **{f"ticket_flag_{arm}": ticket_flag(runs) for arm, runs in arms.items()},
                      "unpruned_mean": um, "unpruned_std": us, "winning_mean": wm, "winning_std": ws,
                      "random_mean": rm, "random_std": rs, **{f"paper_{k}": v for k, v in p.items()},
                      "diff_winning": wm - p["winning_mean"], "diff_random": rm - p["random_mean"],
@@ -144,6 +147,8 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
                      "paper_relation": relation(p["winning_mean"], p["winning_std"], p["random_mean"], p["random_std"]),
                      "params_mean": avg(lambda r: r["complexity"]["params"]),
                      "flops_mean": avg(lambda r: r["complexity"]["flops"]),
+                     # official-counter convention (conv + linear for results written before it)
+                     "flops_paper_mean": avg(lambda r: paper_flops(r["complexity"], "flops")),
                      "flop_reduction_mean": avg(lambda r: r["flop_reduction"]),
                      "weight_density_mean": avg(lambda r: r["weight_density"])})
         for arm, runs in arms.items():
@@ -155,6 +160,7 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
                                  "dense_acc": res.get("dense_best_acc", math.nan),
                                  "params": res.get("complexity", {}).get("params", math.nan),
                                  "flops": res.get("complexity", {}).get("flops", math.nan),
+                                 "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
                                  "density": res.get("weight_density", math.nan)})
     return rows, run_rows, all_runs + list(dense_seen.values())
 
@@ -165,7 +171,7 @@ def summary(rows: list[dict]) -> dict:
     paper's std of its mean (``n_inside``; RT prints mean +- std over 5 runs)."""
     arms = [(r, a) for r in rows for a in ("winning", "random") if not math.isnan(r[f"diff_{a}"])]
     diffs = [abs(r[f"diff_{a}"]) for r, a in arms]
-    n_inside = sum(abs(r[f"diff_{a}"]) <= r[f"paper_{a}_std"] for r, a in arms)
+    n_inside = sum(abs(r[f"diff_{a}"]) <= r[f"paper_{a}_std"] and not r.get(f"ticket_flag_{a}") for r, a in arms)
     return {"cells_done": sum(r["n_winning"] == r["n_random"] == r["n_expected"] == r["n_dense"] for r in rows),
             "cells_total": len(rows),
             "runs_done": sum(r["n_winning"] + r["n_random"] for r in rows),

@@ -17,7 +17,9 @@ from methods.cells import load_tables, table1_cells, table4_cells
 from methods.config import ROOT, Scale
 
 from . import cellpage
-from .common import absent_page, bf16, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import (absent_page, bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
+                     scale_note, stats)
+from .common import ticket_flag
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
@@ -35,7 +37,8 @@ def row_key(table: str, cell) -> str:
 #: CSV columns in order; the first twelve are the ones the workflow and tests rely on.
 COLUMNS = ["model", "dataset", "schedule", "lr", "draw", "draw_epoch", "n_runs", "n_expected", "ours_mean", "ours_min",
            "ours_max", "paper", "diff", "final_mean", "dense_acc_mean", "pruned_params_mean", "pruned_flops_mean",
-           "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean", "bf16"]
+           "pruned_flops_paper_mean", "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean",
+           "train_flops_paper_eb_units_mean", "flops_paper_old", "bf16", "ticket_flag"]
 
 
 def load_paper(path: Path = PAPER_CSV, table: str = "table1") -> dict[tuple[str, str, str, str], float]:
@@ -60,11 +63,12 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         runs = [load_run(r.path(results), scale) for r in cell.runs]
         all_runs += runs
         searches.update({r.search.path(results): None for r in cell.runs})
-        s = stats([r.result["best_acc"] for r in runs if r.done])
+        s = stats([r.result["best_acc"] for r in runs if r.done and r.result["best_acc"] is not None])  # refused: None
         ref = paper.get((cell.model, cell.dataset, row_key(table, cell), cell.draw), math.nan)
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr, "draw": cell.draw,
             "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs), "bf16": bf16(runs),
+            "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"], "paper": ref, "diff": s["mean"] - ref,
             "final_mean": mean_of(runs, lambda r: r["final_acc"]),
             "dense_acc_mean": mean_of(runs, lambda r: r["search_best_acc"]),
@@ -74,6 +78,10 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
             "flop_reduction_mean": mean_of(runs, lambda r: r["flop_reduction"]),
             "train_flops_mean": mean_of(runs, lambda r: r["train_flops"]),
             "train_flops_eb_units_mean": mean_of(runs, lambda r: r["train_flops_eb_units"]),
+            # official-counter convention (conv + linear for results written before it, flagged)
+            "pruned_flops_paper_mean": mean_of(runs, lambda r: paper_flops(r["complexity"], "flops")),
+            "train_flops_paper_eb_units_mean": mean_of(runs, lambda r: paper_flops(r, "train_flops_eb_units")),
+            "flops_paper_old": old_flops(runs),
         })
         for spec_run, run in zip(cell.runs, runs):
             res = run.result or {}
@@ -83,6 +91,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                               "draw_epoch": res.get("draw_epoch", scale.epoch(cell.draw)),
                               "params": res.get("complexity", {}).get("params", math.nan),
                               "flops": res.get("complexity", {}).get("flops", math.nan),
+                              "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
                               "param_reduction": res.get("param_reduction", math.nan)})
     all_runs += [load_run(p, scale) for p in searches]  # the search runs count as training runs too
     return cells, runs_rows, all_runs

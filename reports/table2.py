@@ -2,7 +2,8 @@
 
 Per (model, dataset) block, rows are methods and columns pruning ratios; each cell shows
 accuracy (``best_acc``, mean over seeds), total training FLOPs in the paper's unit of
-0.05 PFLOPs and training energy, ours beside the paper's, plus the achieved parameter and FLOP
+0.05 PFLOPs (official-counter convention as the paper's, ``train_flops_paper``; conv + linear
+beneath; ``methods/flops.py``) and training energy, ours beside the paper's, plus the achieved parameter and FLOP
 reduction. Costs also appear relative to one dense training (ours: our search run; the
 paper's: its SNIP row, which trains at dense cost, REFERENCE.md section 7), which compares
 across scales and hardware where absolute FLOPs and joules cannot.
@@ -30,7 +31,9 @@ from methods.config import ROOT, Scale
 from methods.energy import modelled_energy_j
 
 from . import cellpage
-from .common import bf16, completeness, load_run, mean_of, provenance, rel, render, scale_note, stats
+from .common import (bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
+                     scale_note, stats)
+from .common import ticket_flag
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table2.csv"
@@ -43,10 +46,11 @@ ROW_NAMES = {"lt_oneshot": "LT (one-shot)", "snip": "SNIP", "ns": "NS", "thinet"
              "eb_ll": "EB Train LL (8-bit both)"}
 
 COLUMNS = ["model", "dataset", "method", "ratio", "n_runs", "n_expected", "status", "ours_mean", "ours_min", "ours_max",
-           "paper", "diff", "final_mean", "flops_units", "flops_nonzero_units", "flops_rel", "paper_flops_units",
+           "paper", "diff", "final_mean", "flops_paper_units", "flops_paper_nonzero_units", "flops_paper_rel",
+           "flops_paper_old", "flops_units", "flops_nonzero_units", "flops_rel", "paper_flops_units",
            "paper_flops_rel", "energy_measured_kj", "energy_modelled_kj", "energy_rel", "paper_energy_kj",
            "paper_energy_rel", "param_reduction", "flop_reduction", "draw_epoch_mean", "granularity", "low_precision",
-           "acc_key", "bf16"]
+           "acc_key", "bf16", "ticket_flag"]
 
 
 def _key(model, dataset, method, ratio):
@@ -99,6 +103,7 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         s = stats([r.result[acc_key] for r in ticket if r.result.get(acc_key) is not None])
         dense = [searches[search.path(results)] for search in fp32]
         dense_flops = mean_of(dense, lambda r: r["train_flops"])
+        dense_paper = mean_of(dense, lambda r: paper_flops(r, "train_flops"))
         # searches written before energy was recorded: the same model from their counted FLOPs
         dense_energy = mean_of(dense, lambda r: r.get("energy", {}).get("modelled_j", modelled_energy_j(r["train_flops"])))
         pref = ref or {}
@@ -110,9 +115,15 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
             "n_runs": len(ticket), "n_expected": len(runs), "status": status, "bf16": bf16(runs),
+            "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"],
             "paper": pref.get("acc", math.nan), "diff": s["mean"] - pref.get("acc", math.nan),
             "final_mean": mean_of(ticket, lambda r: r["final_acc"]),
+            # official-counter convention beside the paper's column (conv + linear for older results, flagged)
+            "flops_paper_units": mean_of(ticket, lambda r: paper_flops(r, "train_flops_50k_eb_units")),
+            "flops_paper_nonzero_units": mean_of(ticket, lambda r: paper_flops(r, "train_flops_nonzero_50k_eb_units")),
+            "flops_paper_rel": mean_of(ticket, lambda r: paper_flops(r, "train_flops")) / dense_paper,
+            "flops_paper_old": old_flops(ticket) or old_flops(dense),
             "flops_units": mean_of(ticket, lambda r: r["train_flops_50k_eb_units"]),
             "flops_nonzero_units": mean_of(ticket, lambda r: r["train_flops_nonzero_50k_eb_units"]),
             "flops_rel": mean_of(ticket, lambda r: r["train_flops"]) / dense_flops,
@@ -150,8 +161,8 @@ def _measured_kj(runs) -> float:
 def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dict]:
     """The "EB Train Improv." row per (model, dataset, ratio), ours and the paper's.
 
-    acc = max over EB Train and its re-init - max over baselines (percentage points); flops,
-    energy = min over baselines / min over all EB rows (factor; energy uses measured kJ when
+    acc = max over EB Train and its re-init - max over baselines (percentage points); flops
+    (official-counter convention, as the paper's), energy = min over baselines / min over all EB rows (factor; energy uses measured kJ when
     every row has it and none is 8-bit, else modelled: a meter measures our 8-bit rows' FP32
     simulation, not 8-bit arithmetic). NaN when a side has no result.
     """
@@ -165,6 +176,7 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
         eb = [c for c in group if c["method"] in EB_ROWS and c["n_runs"]]
         measured = all(not math.isnan(c["energy_measured_kj"]) and not c["low_precision"] for c in base + eb)
         ekey = "energy_measured_kj" if measured and base and eb else "energy_modelled_kj"
+        fkey = "flops_paper_units" if all("flops_paper_units" in c for c in base + eb) else "flops_units"
         ref = paper_improv.get((model, ds, f"{float(p):g}"), {})
 
         def best(rows, key, fn):
@@ -173,7 +185,7 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
         out.append({"model": model, "dataset": ds, "ratio": p,
                     "acc": best([c for c in eb if c["method"] in ACC_EB_ROWS], "ours_mean", max)
                     - best(base, "ours_mean", max),
-                    "flops": best(base, "flops_units", min) / best(eb, "flops_units", min),
+                    "flops": best(base, fkey, min) / best(eb, fkey, min),
                     "energy": best(base, ekey, min) / best(eb, ekey, min), "energy_basis": ekey.split("_")[1],
                     "eb_rows": ", ".join(c["method"] for c in eb),
                     "paper_acc": ref.get("acc", math.nan), "paper_flops": ref.get("flops", math.nan),

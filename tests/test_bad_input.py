@@ -9,7 +9,7 @@ import yaml
 import methods.config as config
 from methods.__main__ import main
 from methods.cells import TABLES_YAML
-from methods.io import save_torch
+from methods.io import save_torch, write_json
 
 SEARCH = ["search", "--scale", "tiny", "--model", "vgg16", "--dataset", "cifar10"]
 RETRAIN = ["retrain", "--scale", "tiny", "--search", "{search}", "--ratio", "0.5", "--draw", "10"]
@@ -64,6 +64,11 @@ CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
     ("compile with 8-bit training", _with(SEARCH, "--precision", "bfp8"), {"compile": True},
      "compile: true works with FP32 runs only"),
     ("zero runs per job", SEARCH, {"runs_per_job": 0}, "runs_per_job=0: Input should be greater than 0"),
+    ("l1 of an EB model", _with(LOTTERY, "--dense", "{eb}"), None,
+     "pruning method 'l1' has no rule for model 'vgg16' (it prunes vgg16l1, resnet56, resnet110)"),
+    ("bn of an RT model", _with(RETRAIN, "--search", "{rt}"), None, "pruning method 'bn' has no rule for model 'resnet56'"),
+    ("thinet of an RT model", _with(_with(RETRAIN, "--search", "{rt}"), "--prune", "thinet"), None,
+     "pruning method 'thinet' has no rule for model 'resnet56'"),
 ]
 
 
@@ -77,7 +82,10 @@ def roots(tmp_path, data_root):
         np.savez(bad / "cifar10.npz", **{k: d[k][:500] for k in d.files})
     search = tmp_path / "search"
     search.mkdir()
-    return {"empty": empty, "mislabelled": bad, "nowhere": tmp_path / "nowhere", "search": search}
+    for name, model in (("eb", "vgg16"), ("rt", "resnet56")):  # finished upstream runs of each family
+        write_json(tmp_path / name / "result.json", {"kind": "dense", "config": {"model": model, "dataset": "cifar10"}})
+    return {"empty": empty, "mislabelled": bad, "nowhere": tmp_path / "nowhere", "search": search,
+            "eb": tmp_path / "eb", "rt": tmp_path / "rt"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -120,6 +128,14 @@ def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path, d
     (lambda s: s["table9"].update(arms=["winner"]), "table9: arms.0='winner': Input should be 'winning' or 'random'"),
     (lambda s: s["figure2"].update(search_precision="int8"), "unknown precision 'int8'"),
     (lambda s: s.update(figure33=s.pop("figure3")), "unknown table(s) ['figure33']; the tables are ['figure1'"),
+    (lambda s: s["table1"].update(models=["vgg16", "resnet56"]),
+     "table1: models: pruning method 'bn' has no rule for model 'resnet56' (it prunes vgg16, preresnet101)"),
+    (lambda s: s["table2"]["rows"]["thinet"].update(prune="l1"), "table2: rows.thinet.prune: pruning method 'l1' has no rule"),
+    (lambda s: s["table8"].update(models={"vgg16": ["a"]}), "table8: prune: pruning method 'l1' has no rule for model 'vgg16'"),
+    (lambda s: s["table9"].update(prune="l1"), "table9: prune: pruning method 'l1' has no rule for model 'vgg16bn'"),
+    (lambda s: s["table2"].update(ratios=[0.3, "half"]), "table2: ratios.1='half': expected a number such as 0.5 or 1e-2, got 'half'"),
+    (lambda s: s["table1"].update(lr="fast"), "table1: lr='fast': expected a number such as 0.5 or 1e-2, got 'fast'"),
+    (lambda s: s["figure1"].update(ratios_vgg16_cifar100=[0.1, "x"]), "ratios_vgg16_cifar100='x': expected a number"),
 ])
 def test_a_bad_table_specification_is_one_line(edit, needle, tmp_path, capsys):
     spec = yaml.safe_load(TABLES_YAML.read_text())
@@ -128,3 +144,53 @@ def test_a_bad_table_specification_is_one_line(edit, needle, tmp_path, capsys):
     assert main(["status", "--scale", "tiny", "--results", str(tmp_path), "--tables", str(tmp_path / "tables.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+def _spec_file(tmp_path, edit):
+    spec = yaml.safe_load(TABLES_YAML.read_text())
+    edit(spec)
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(spec))
+    return str(tmp_path / "tables.yaml")
+
+
+@pytest.mark.parametrize("page,edit,needle", [
+    ("table1", lambda s: s.pop("table1"), "table1 is not in the table specification"),
+    ("table8", lambda s: s["table8"].update(models={}), "table8 is not in the table specification"),
+    ("table2", lambda s: s["table2"].update(ratios=["x"]), "ratios.0='x'"),
+    ("index", lambda s: None, "unknown scale 'huge'"),
+])
+def test_the_reports_command_line_refuses_in_one_line(page, edit, needle, tmp_path, capsys):
+    from reports.__main__ import main as reports_main
+
+    scale = "huge" if page == "index" else "tiny"
+    rc = reports_main([page, "--scale", scale, "--results", str(tmp_path / "r"), "--tables", _spec_file(tmp_path, edit)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_reports_command_line_names_a_missing_specification(tmp_path, capsys):
+    from reports.__main__ import main as reports_main
+
+    assert reports_main(["index", "--scale", "tiny", "--results", str(tmp_path), "--tables", str(tmp_path / "no.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no.yaml not found; point tables= at a copy of tables.yaml" in err[0]
+
+
+@pytest.mark.parametrize("module,argv,needle", [
+    ("benchmarks.lowp_speed", ["--scale", "huge"], "unknown scale 'huge'"),
+    ("benchmarks.lowp_speed", ["--data-root", "{empty}"], "not found or unreadable under data root"),
+    ("benchmarks.perf", ["--parts", "speed"], "unknown part(s) ['speed']"),
+    ("benchmarks.perf", ["--parts", "throughput", "--data-root", "{empty}"], "not found or unreadable under data root"),
+])
+def test_benchmark_entry_points_refuse_in_one_line(module, argv, needle, tmp_path, capsys):
+    import importlib
+
+    (tmp_path / "empty").mkdir()
+    main_ = importlib.import_module(module if module != "benchmarks.perf" else "benchmarks.perf.__main__").main
+    try:
+        rc = main_([a.format(empty=tmp_path / "empty") for a in argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

@@ -31,7 +31,7 @@ from reports.table1 import load_paper
 
 DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
-PAGES = ("table1", "table2", "table4", "figure1", "figure2", "figure3", "figure5", "fidelity", "index")
+PAGES = ("table1", "table2", "table4", "figure1", "figure2", "figure3", "figure5", "fidelity", "claims", "index")
 
 VGG1 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 1)
 VGG2 = SearchRun("vgg16", "cifar100", "80-120", 0.1, 2)
@@ -381,3 +381,40 @@ def test_a_bf16_cell_is_marked(tree, tmp_path):
     assert len(marked) == 1 and marked.iloc[0].ours_mean == pytest.approx(res["best_acc"]) and marked.iloc[0].draw == "10"
     html = (copy / "report" / "table1.html").read_text()
     assert html.count('<span class="warn">bf16</span>') == 1 and "bf16 autocast (not the papers' FP32)" in html
+
+
+def test_a_disconnected_ticket_is_marked_and_never_inside_the_spread(tree, tmp_path):
+    """A cell whose ticket is disconnected carries the mark (CSV column, HTML badge), its cell page
+    the per-layer table, and it does not count as agreeing with the paper even with the paper's
+    value inside our [min, max]."""
+    copy = tmp_path / "results" / "tiny"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
+    f = Path(RETRAINS[0].path(str(copy))) / "result.json"
+    res = read_json(f)
+    res["best_acc"] = 71.11  # the paper's value for this cell: inside a one-seed [min, max]
+    res["ticket"] = {"unit": "channels", "kept": 3, "total": 12, "collapsed": ["features.4"], "disconnected": True,
+                     "emptied_layers": "live", "layers": [{"name": "features.1", "kept": 3, "total": 4},
+                                                          {"name": "features.4", "kept": 0, "total": 8}]}
+    write_json(f, res)
+    scale = load_scale("tiny")
+    build("table1", scale, str(copy))
+    df = pd.read_csv(copy / "tables" / "table1.csv", dtype={"draw": str})
+    marked = df[df.ticket_flag.notna()]
+    assert len(marked) == 1 and marked.iloc[0].ticket_flag == "disconnected" and marked.iloc[0].paper == 71.11
+    html = (copy / "report" / "table1.html").read_text()
+    assert html.count('>disconnected</span>') == 1
+    assert "the paper's value inside our [min&ndash;max]: 0 /" in html
+    cell = (copy / "report" / "cells" / "table1" / "vgg16_80-120_cifar100_10.html").read_text()
+    assert "Ticket, layer by layer" in cell and "<b>Disconnected</b>" in cell and "<code>features.4</code>" in cell
+    assert "keeps 3 of 12 channels (25.0%)" in cell and ">0 (0.0%)<" in cell
+
+
+@pytest.mark.skipif(not REAL, reason="needs real training (../shared/data) for recorded tickets")
+def test_cell_page_shows_the_recorded_per_layer_ticket(built):
+    res = _result(RETRAINS[0], built)
+    t = res["ticket"]
+    assert t["unit"] == "channels" and t["kept"] == sum(x["kept"] for x in t["layers"])
+    assert t["total"] == sum(x["total"] for x in t["layers"]) == res["dense_complexity"].get("bn_channels", t["total"])
+    html = (built / "report" / "cells" / "table1" / "vgg16_80-120_cifar100_10.html").read_text()
+    assert "Ticket, layer by layer" in html and f"keeps {t['kept']} of {t['total']} channels" in html
+    assert all(f"<code>{x['name']}</code>" in html for x in t["layers"])

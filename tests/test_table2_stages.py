@@ -165,3 +165,35 @@ def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
     assert out["config"]["start_epoch"] == 8
     with pytest.raises(ConfigError, match="continuefresh re-initialises a pruned architecture"):
         run_retrain(tmp_path / "w", tiny, search, 0.5, "8", "continuefresh", "80-120", 0.1, 1, str(data_root), prune="magnitude")
+
+
+def test_a_disconnected_ticket_is_flagged_trained_and_refused_on_request(tmp_path, search, data_root, capsys):
+    """SNIP at 99.9 % of a width-1/16 VGG16's weights empties layers: the retraining records the
+    per-layer report and the flags, warns in its log, and trains; refuse_disconnected skips training."""
+    res = _retrain(tmp_path, search, data_root, "snip", "0", "fresh", ratio=0.999)
+    t = res["ticket"]
+    assert t["unit"] == "weights" and t["disconnected"] and t["collapsed"]
+    assert t["kept"] == sum(x["kept"] for x in t["layers"]) and t["total"] == sum(x["total"] for x in t["layers"])
+    assert t["total"] - t["kept"] == math.floor(Fraction("0.999") * t["total"])
+    assert res["best_acc"] is not None and len(res["log"]) == load_scale("tiny").epochs
+    assert "warning: ticket disconnected" in capsys.readouterr().out
+    refused = run_retrain(tmp_path / "refused", load_scale("tiny"), search, 0.999, "0", "fresh", "80-120", 0.1, 1,
+                          str(data_root), prune="snip", refuse_disconnected=True)
+    assert refused["no_ticket"] == stages.REFUSED and refused["best_acc"] is None and refused["ticket"]["disconnected"]
+    assert read_json(tmp_path / "refused" / "result.json")["no_ticket"] == stages.REFUSED
+    assert not (tmp_path / "refused" / "ckpt.pt").exists()
+
+
+def test_refuse_disconnected_reaches_the_stage_command():
+    from methods.cells import load_tables, refused_runs, table2_cells
+    from methods.jobs import retrain_args
+
+    spec = load_tables()
+    tiny = load_scale("tiny")
+    assert refused_runs(tiny, spec) == set()
+    spec = {**spec, "table2": {**spec["table2"], "refuse_disconnected": True}}
+    refused = refused_runs(tiny, spec)
+    runs = {r for c in table2_cells(tiny, spec) for r in c.runs}
+    assert refused == runs and len(runs) > 0
+    r = sorted(runs, key=lambda r: r.name)[0]
+    assert retrain_args(r, tiny, "res", "--data-root d", r in refused).endswith(" --refuse-disconnected")

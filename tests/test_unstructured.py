@@ -74,9 +74,8 @@ def test_exact_count_on_vgg16_conv_only(p):
     conv_masks = dict(zip([k for k, v in before.items() if v.dim() == 4], masks))
     assert len(conv_masks) == 13
     for key, v in before.items():
-        if key in conv_masks:  # held as weight_orig (pruned entries zeroed) and the mask
-            assert torch.equal(after[key + "_orig"], v * conv_masks[key]), key
-            assert torch.equal(after[key + "_mask"], conv_masks[key].float()), key
+        if key in conv_masks:  # the effective weight (pruned entries zero), as a plain model's state dict
+            assert torch.equal(after[key], v * conv_masks[key]) and key + "_mask" not in after, key
         else:  # Linear weight and bias, BN parameters and buffers
             assert torch.equal(after[key], v), key
 
@@ -156,12 +155,10 @@ def test_pruned_weights_stay_zero_through_sgd(fresh_optimizer):
     else:
         assert drift > 0  # stale momentum moves weight_orig; the effective weight is still 0
     assert sparsity_report(net)["nonzero"] == sum(int(m.sum()) for m in masks)
-    # after a forward with grad, module.weight is a non-leaf: deepcopy (so complexity) fails
-    # (PyTorch limitation) until refresh_weights; effective_macs refreshes by itself
+    # after a forward with grad, module.weight would be a non-leaf that deepcopy (so complexity)
+    # refuses (PyTorch limitation); apply_masks' forward hook leaves it detached
     F.cross_entropy(net(x), y)
-    with pytest.raises(RuntimeError, match="deepcopy"):
-        copy.deepcopy(net)
-    assert effective_macs(net)["macs"] == complexity(refresh_weights(net))["macs"] == 134144
+    assert effective_macs(net)["macs"] == complexity(copy.deepcopy(net))["macs"] == 134144
 
 
 def test_rewind_and_forward_equivalence():

@@ -51,7 +51,7 @@ def test_report_commands_parse(tmp_path):
     out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
-    assert len(cmds) == 11  # 9 tables and figures, the fidelity page, the index
+    assert len(cmds) == 12  # 9 tables and figures, the fidelity page, the claims page, the index
     for argv in cmds:
         parser().parse_args(argv)  # SystemExit on an unknown argument
 
@@ -221,3 +221,60 @@ def test_a_second_invocation_cannot_write_over_a_running_one(tmp_path, data_root
     assert first.returncode == 0, out[-2000:]
     assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
     assert read_json(target)["kind"] == "search"  # checksum verified
+
+
+def _dry(tmp_path, targets, *config, spec_edit=None, numbers_as_strings=False, check=True):
+    """A dry run (-n -p) at smoke scale, a job per run, optionally through an edited ``tables=`` copy."""
+    import yaml
+
+    from methods.cells import TABLES_YAML
+
+    extra = []
+    if spec_edit is not None:
+        spec = yaml.safe_load(TABLES_YAML.read_text())
+        spec_edit(spec)
+        text = yaml.safe_dump(spec)
+        if numbers_as_strings:  # YAML 1.1 reads 5e-1 and 1e-1 (no dot) as strings
+            text = text.replace("ratio: 0.5\n", "ratio: 5e-1\n").replace("lr: 0.1\n", "lr: 1e-1\n")
+            assert yaml.safe_load(text)["table4"]["ratio"] == "5e-1"
+        (tmp_path / "tables.yaml").write_text(text)
+        extra = [f"tables={tmp_path / 'tables.yaml'}"]
+    return subprocess.run(SNAKEMAKE + [*targets, "-n", "-p", "--config", "scale=smoke", "runs_per_job=1",
+                                       f"results={tmp_path}", *config, *extra],
+                          cwd=ROOT, capture_output=True, text=True, check=check, timeout=300)
+
+
+def test_download_flags_mean_what_they_say(tmp_path):
+    data = f"{tmp_path}/smoke/data.json"
+    for value, flag in (("false", False), ("no", False), ("0", False), ("true", True), ("yes", True), ("1", True)):
+        out = _dry(tmp_path, [data], f"download={value}").stdout
+        assert " -m methods data " in out and ("--download" in out) is flag, value
+    bad = _dry(tmp_path, [data], "download=maybe", check=False)
+    assert bad.returncode != 0 and "download='maybe': expected true or false" in bad.stdout + bad.stderr
+
+
+def test_a_table_left_out_or_without_models_builds_the_rest(tmp_path):
+    """Table 1 left out, Table 8 and Figure 2 with empty model lists: all_tables plans the other
+    pages and an index over them; numbers YAML reads as strings (5e-1, 1e-1) name the same folders."""
+    def edit(spec):
+        spec.pop("table1")
+        spec["table8"]["models"] = {}
+        spec["figure2"]["models"] = []
+
+    out = _dry(tmp_path, ["all_tables"], spec_edit=edit, numbers_as_strings=True).stdout
+    jobs = job_counts(out)
+    assert jobs["report_index"] == 1 and jobs["report_table2"] == jobs["report_table4"] == jobs["report_table9"] == 1
+    assert not {"report_table1", "report_table8", "report_figure2"} & set(jobs)
+    assert "table1.html" not in out and "table8.html" not in out and "lottery/l1-" not in out and "-bfp8-s1/retrain/p0.3-e10" not in out
+    # Table 4 at 5e-1 / 1e-1: the same folders as 0.5 / 0.1 (Table 1's LR 0.1 rows it shares)
+    assert "vgg16-cifar10-80-120-lr0.1-s1/retrain/p0.5-e10-fresh-80-120-lr0.1/" in out and "5e-1" not in out
+    # one seed at smoke scale: Table 4's two LRs per model and dataset (the LR 0.1 ones serve Tables 2 and the
+    # figures too), and Table 2's four 8-bit searches (Figure 2's are the same, and it is empty here)
+    assert jobs["search"] == 2 * 2 * 2 + 4
+
+
+def test_a_pruning_method_a_model_has_no_rule_for_stops_the_plan(tmp_path):
+    run = _dry(tmp_path, ["all_tables"], spec_edit=lambda s: s["table2"].update(models=["vgg16", "resnet56"]), check=False)
+    msg = run.stdout + run.stderr
+    assert run.returncode != 0 and re.search(r"table2: rows\.\w+\.prune: pruning method 'bn' has no rule for model 'resnet56'", msg)
+    assert " -m methods " not in msg  # refused while the Snakefile reads the specification: nothing planned

@@ -22,6 +22,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from methods.inputs import OneLineParser, one_line_errors
+
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("throughput", "eb", "dag", "smoke")
 #: The goals of issue 7, for the summary's last column.
@@ -134,9 +136,10 @@ def summary(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@one_line_errors
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__,
+    ap = OneLineParser(prog="python -m benchmarks.perf", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")

@@ -22,10 +22,13 @@ import time
 import warnings
 from pathlib import Path
 
+from methods.inputs import OneLineParser, one_line_errors
 
+
+@one_line_errors
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.perf.gpu_epoch", description=__doc__,
+    ap = OneLineParser(prog="python -m benchmarks.perf.gpu_epoch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--out", default="results/perf")
