@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import yaml
 
-from methods.cells import (built_tables, figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, refused_runs, parse_lottery,
-                          parse_retrain, parse_search, snapshot_draws, table1_cells, table2_cells, table4_cells)
+from methods.cells import (built_tables, figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
+                          parse_retrain, parse_search, refused_runs, snapshot_draws, table1_cells, table2_cells, table4_cells)
 from methods.config import load_scale
 from methods.digest import inputs_of, marker, run_of, write_marker
 from methods.inputs import workflow_config
@@ -66,14 +66,14 @@ def results(runs):
 def digest_marker(run):
     """The run's config-digest marker, an input of its training job (methods/digest.py): a stale
     result's marker is newer than the result, so the job reruns; a current one's is aged."""
-    return marker(run, R, SCALE)
+    return marker(run, R, SCALE, run in REFUSE)
 
 
 # The marker of a run without a result (a finished run's is written while the DAG is built).
 rule config_digest:
     output: "{folder}/config-{digest}.digest"
     wildcard_constraints: digest="[0-9a-f]{12}"
-    run: write_marker(output[0], inputs_of(run_of(wildcards.folder), SCALE))
+    run: write_marker(output[0], inputs_of(r := run_of(wildcards.folder), SCALE, r in REFUSE))
 
 
 RUNTIME = yaml.safe_load(RUNTIME_YAML.read_text())
@@ -162,7 +162,7 @@ if GROUP == 1:
         input: f"{R}/search/{{search}}/result.json", lambda wc: digest_marker(parse_retrain(wc.search, wc.run))
         output: f"{R}/search/{{search}}/retrain/{{run}}/result.json"
         log: f"{R}/search/{{search}}/retrain/{{run}}/log.txt"
-        params: cmd=lambda wc: retrain_args(parse_retrain(wc.search, wc.run), SCALE, R, DATA, parse_retrain(wc.search, wc.run) in REFUSE)
+        params: cmd=lambda wc: retrain_args(r := parse_retrain(wc.search, wc.run), SCALE, R, DATA, r in REFUSE)
         resources: runtime=lambda wc: runtime(parse_retrain(wc.search, wc.run)), **TRAIN_RES
         shell: "{PY} -m methods {params.cmd} >> {log} 2>&1"
 else:  # small scales: one process trains several retrainings of a search (torch and the data load once)
@@ -195,7 +195,7 @@ if GROUP == 1:
         input: f"{R}/dense/{{dense}}/result.json", lambda wc: digest_marker(parse_lottery(wc.dense, wc.ticket))
         output: f"{R}/dense/{{dense}}/lottery/{{ticket}}/result.json"
         log: f"{R}/dense/{{dense}}/lottery/{{ticket}}/log.txt"
-        params: cmd=lambda wc: lottery_args(parse_lottery(wc.dense, wc.ticket), SCALE, R, DATA, parse_lottery(wc.dense, wc.ticket) in REFUSE)
+        params: cmd=lambda wc: lottery_args(t := parse_lottery(wc.dense, wc.ticket), SCALE, R, DATA, t in REFUSE)
         resources: runtime=lambda wc: runtime(parse_lottery(wc.dense, wc.ticket)), **TRAIN_RES
         shell: "{PY} -m methods {params.cmd} >> {log} 2>&1"
 else:

@@ -69,9 +69,14 @@ def search_inputs(scale: Scale, model, dataset, schedule, lr, seed, lrs=None, pr
             "format": _precision(precision, scale.epochs), **_scale_part(scale, model, False)}
 
 
+def _refuse(refuse: bool) -> dict:
+    # only when set: digests of runs trained before refuse_disconnected existed stay as they were
+    return {"refuse_disconnected": True} if refuse else {}
+
+
 def retrain_inputs(scale: Scale, model, upstream: str, ratio, draw, init, schedule, lr, seed, lrs=None, prune="bn",
-                   precision="fp32") -> dict:
-    return {"v": DIGEST_VERSION, "stage": "retrain", "upstream": upstream, "ratio": float(ratio), "draw": str(draw),
+                   precision="fp32", refuse: bool = False) -> dict:
+    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "retrain", "upstream": upstream, "ratio": float(ratio), "draw": str(draw),
             "init": init, "schedule": schedule, "lr": float(lr), "lrs": _lrs(lr, lrs), "seed": int(seed), "prune": prune,
             "precision": precision, "format": _precision(precision, scale.epochs), **_scale_part(scale, model, False)}
 
@@ -81,8 +86,8 @@ def dense_inputs(scale: Scale, model, dataset, schedule, lr, seed) -> dict:
             "lr": float(lr), "seed": int(seed), **_scale_part(scale, model, True)}
 
 
-def lottery_inputs(scale: Scale, model, upstream: str, prune, target, arm, seed) -> dict:
-    return {"v": DIGEST_VERSION, "stage": "lottery", "upstream": upstream, "prune": prune, "target": str(target),
+def lottery_inputs(scale: Scale, model, upstream: str, prune, target, arm, seed, refuse: bool = False) -> dict:
+    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "lottery", "upstream": upstream, "prune": prune, "target": str(target),
             "arm": arm, "seed": int(seed), **_scale_part(scale, model, True)}
 
 
@@ -90,8 +95,9 @@ def digest_of(inputs: dict) -> str:
     return hashlib.sha1(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def inputs_of(run, scale: Scale) -> dict:
-    """The hashed inputs of a run dataclass at ``scale`` (its upstream's digest included).
+def inputs_of(run, scale: Scale, refuse: bool = False) -> dict:
+    """The hashed inputs of a run dataclass at ``scale`` (its upstream's digest included);
+    ``refuse``: a table specification refuses to train its disconnected ticket.
 
     Raises:
         TypeError: not a run dataclass of ``methods.cells``.
@@ -101,12 +107,12 @@ def inputs_of(run, scale: Scale) -> dict:
     if isinstance(run, RetrainRun):
         s = run.search
         return retrain_inputs(scale, s.model, expected(s, scale), run.ratio, run.draw, run.init, run.schedule, run.lr,
-                              s.seed, run.lrs, run.prune, run.precision)
+                              s.seed, run.lrs, run.prune, run.precision, refuse)
     if isinstance(run, DenseRun):
         return dense_inputs(scale, run.model, run.dataset, run.schedule, run.lr, run.seed)
     if isinstance(run, LotteryRun):
         d = run.dense
-        return lottery_inputs(scale, d.model, expected(d, scale), run.prune, run.target, run.arm, d.seed)
+        return lottery_inputs(scale, d.model, expected(d, scale), run.prune, run.target, run.arm, d.seed, refuse)
     raise TypeError(f"{run!r} is not a run of methods.cells")
 
 
@@ -235,7 +241,7 @@ def age_marker(out: Path, digest: str) -> None:
         os.utime(m, (0, 0))
 
 
-def marker(run, results: str, scale: Scale) -> str:
+def marker(run, results: str, scale: Scale, refuse: bool = False) -> str:
     """The marker a workflow job for ``run`` takes as input (``<run>/config-<digest>.digest``).
 
     When it is missing and ``run`` has a result, it is written now: aged (mtime 0) if the result
@@ -244,7 +250,7 @@ def marker(run, results: str, scale: Scale) -> str:
     digests in the folder are removed, so going back to an earlier setting reruns too. Without a
     result the rule ``config_digest`` writes it (the job runs anyway).
     """
-    inputs = inputs_of(run, scale)
+    inputs = inputs_of(run, scale, refuse)
     folder = Path(run.path(results))
     m = folder / f"config-{digest_of(inputs)}.digest"
     if m.is_file() or not (folder / "result.json").is_file():
@@ -277,16 +283,16 @@ def _recorded_model(upstream_dir) -> str | None:
 
 
 def stage_retrain_inputs(scale: Scale, search_dir, ratio, draw, init, schedule, lr, seed, lrs=None, prune="bn",
-                         precision="fp32") -> dict:
+                         precision="fp32", refuse: bool = False) -> dict:
     """``retrain_inputs`` of a ``run_retrain`` call (its search named by folder, or by its result)."""
     up = run_of(search_dir)
     model = up.model if isinstance(up, SearchRun) else _recorded_model(search_dir)
     return retrain_inputs(scale, model, upstream_digest(search_dir, scale), ratio, draw, init, schedule, lr, seed, lrs,
-                          prune, precision)
+                          prune, precision, refuse)
 
 
-def stage_lottery_inputs(scale: Scale, dense_dir, prune, target, arm, seed) -> dict:
+def stage_lottery_inputs(scale: Scale, dense_dir, prune, target, arm, seed, refuse: bool = False) -> dict:
     """``lottery_inputs`` of a ``run_lottery`` call."""
     up = run_of(dense_dir)
     model = up.model if isinstance(up, DenseRun) else _recorded_model(dense_dir)
-    return lottery_inputs(scale, model, upstream_digest(dense_dir, scale), prune, target, arm, seed)
+    return lottery_inputs(scale, model, upstream_digest(dense_dir, scale), prune, target, arm, seed, refuse)

@@ -157,7 +157,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
         are missing; RuntimeError: a corrupt snapshot.
     """
     out, dense_dir = Path(out), Path(dense_dir)
-    digest_inputs = dg.stage_lottery_inputs(scale, dense_dir, prune, target, arm, seed)
+    digest_inputs = dg.stage_lottery_inputs(scale, dense_dir, prune, target, arm, seed, refuse_disconnected)
     if (done := dg.current(out, digest_inputs, dense_dir)) is not None:
         return done
     method = get_pruning(prune)

@@ -308,7 +308,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
     """
     out, search_dir = Path(out), Path(search_dir)
-    digest_inputs = dg.stage_retrain_inputs(scale, search_dir, ratio, draw, init, sched, lr, seed, lrs, prune, precision)
+    digest_inputs = dg.stage_retrain_inputs(scale, search_dir, ratio, draw, init, sched, lr, seed, lrs, prune, precision,
+                                            refuse_disconnected)
     if (done := dg.current(out, digest_inputs, search_dir)) is not None:
         return done
     if init not in INITS:

@@ -42,7 +42,10 @@ class _Reader:
         return self.runs[p]
 
     def stat(self, runs, how="range"):
-        return C.Stat.of([self.run(r).result.get("best_acc") for r in runs if self.run(r).done], how)
+        # a disconnected ticket's accuracy is not a pruned network's (methods/ticket.py): left out, so
+        # a claim with too few valid seeds is not judged rather than judged on it
+        return C.Stat.of([self.run(r).result.get("best_acc") for r in runs if self.run(r).done
+                          and not (self.run(r).result.get("ticket") or {}).get("disconnected")], how)
 
     def dense(self, ups) -> dict:
         out = {}

@@ -72,7 +72,7 @@ def stats(values: list[float]) -> dict:
 
 def mean_of(runs: list[Run], key) -> float:
     """Mean of ``key(result)`` over done runs (NaN if none): e.g. pruned params of a cell."""
-    vals = [key(r.result) for r in runs if r.done]
+    vals = [key(r.result) for r in runs if r.done and not r.result.get("no_ticket")]  # no ticket, or refused
     return sum(vals) / len(vals) if vals else math.nan
 
 
@@ -97,14 +97,25 @@ def old_flops(runs: list[Run]) -> bool:
     return any("flops_paper" not in r.result.get("complexity", {}) for r in runs if r.done)
 
 
+#: What a cell's ticket mark means (``ticket_flag``), shown when hovering over it.
+FLAG_TITLES = {"disconnected": "no path from input to logits survives the pruning: see the cell page",
+               "collapsed": "a layer keeps nothing: see the cell page",
+               "unchecked": "made before tickets were checked (an emptied layer was built live then): rerun the cell"}
+
+
 def ticket_flag(runs: list[Run]) -> str | None:
     """"disconnected" or "collapsed" when a finished run of a cell drew such a ticket
-    (``methods.ticket``; the worse of its seeds), else None. Its table cell carries the mark and
-    never counts as agreeing with the paper."""
-    tickets = [r.result.get("ticket") or {} for r in runs if r.done]
+    (``methods.ticket``; the worst of its seeds), "unchecked" when a finished retraining or lottery
+    run predates the ticket report (a PreResNet layer it emptied was built live then, as ``bnlive``
+    now), else None. Its table cell carries the mark and never counts as agreeing with the paper."""
+    done = [r.result for r in runs if r.done]
+    tickets = [r.get("ticket") or {} for r in done]
     if any(t.get("disconnected") for t in tickets):
         return "disconnected"
-    return "collapsed" if any(t.get("collapsed") for t in tickets) else None
+    if any(t.get("collapsed") for t in tickets):
+        return "collapsed"
+    unchecked = any(r.get("kind") in ("retrain", "lottery") and "ticket" not in r and not r.get("no_ticket") for r in done)
+    return "unchecked" if unchecked else None
 
 
 def inside(paper: float, low: float, high: float) -> bool:
@@ -242,6 +253,7 @@ def env() -> jinja2.Environment:
     e.filters["dataset"] = lambda d: DATASET_NAMES.get(d, d)
     e.filters["model"] = lambda m: MODEL_NAMES.get(m, m)
     e.globals["FLOPS_PAPER"], e.globals["FLOPS_CONV"] = FLOPS_PAPER, FLOPS_CONV
+    e.globals["FLAG_TITLES"] = FLAG_TITLES
     e.globals["cell_link"] = lambda table, cell_id: f"cells/{table}/{cell_id.replace('/', '_')}.html"
     return e
 

@@ -22,12 +22,14 @@ from methods.config import PAPER_EPOCHS, Scale
 from . import cellpage
 from .common import (DATASET_NAMES, MODEL_NAMES, load_run, mean_of, old_flops, paper_flops, provenance, render,
                      scale_note, stats)
+from .common import ticket_flag
 from .io import publish
 
 COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
            "final_mean", "dense_acc_mean", "dense_acc_min", "dense_acc_max", "dense_fp32_acc_mean", "pruned_params_mean",
            "pruned_flops_mean", "train_flops_units_mean", "dense_train_flops_units_mean", "pruned_flops_paper_mean",
-           "train_flops_paper_units_mean", "dense_train_flops_paper_units_mean", "flops_paper_old", "search_precision", "id"]
+           "train_flops_paper_units_mean", "dense_train_flops_paper_units_mean", "flops_paper_old", "search_precision", "id",
+           "ticket_flag"]
 
 
 def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = "figure1"):
@@ -76,7 +78,8 @@ def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = 
                      "dense_train_flops_paper_units_mean": mean_of(search_runs[(model, ds)],
                                                                    lambda r: paper_flops(r, "train_flops_50k_eb_units")),
                      "flops_paper_old": old_flops(runs) or old_flops(search_runs[(model, ds)]),
-                     "search_precision": specs[0].search.precision, "id": f"{model}/{ds}/p{ratio:g}/{draw}"})
+                     "search_precision": specs[0].search.precision, "id": f"{model}/{ds}/p{ratio:g}/{draw}",
+                     "ticket_flag": ticket_flag(runs)})
     return pd.DataFrame(rows, columns=COLUMNS), all_runs
 
 

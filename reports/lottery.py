@@ -128,7 +128,7 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
         ref = paper.get((cell.lr, PAPER_MODEL.get(cell.model, cell.model), _paper_key(table, cell.model, cell.target)), {})
         p = {k: ref.get(k, math.nan) for k in ("unpruned_mean", "unpruned_std", "winning_mean", "winning_std",
                                                 "random_mean", "random_std")}
-        done = [r.result for runs in arms.values() for r in runs if r.done]
+        done = [r.result for runs in arms.values() for r in runs if r.done and not r.result.get("no_ticket")]
 
         def avg(key):
             vals = [key(r) for r in done]

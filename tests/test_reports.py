@@ -418,3 +418,20 @@ def test_cell_page_shows_the_recorded_per_layer_ticket(built):
     html = (built / "report" / "cells" / "table1" / "vgg16_80-120_cifar100_10.html").read_text()
     assert "Ticket, layer by layer" in html and f"keeps {t['kept']} of {t['total']} channels" in html
     assert all(f"<code>{x['name']}</code>" in html for x in t["layers"])
+
+
+def test_a_refused_ticket_shows_no_accuracy_and_its_mark(tree, tmp_path):
+    """refuse_disconnected: the run's result has no accuracy and no costs; the table still builds."""
+    from methods.stages import REFUSED
+
+    copy = tmp_path / "results" / "tiny"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
+    f = Path(RETRAINS[1].path(str(copy))) / "result.json"  # draw "final", one seed
+    ticket = {"unit": "weights", "kept": 0, "total": 10, "collapsed": ["classifier"], "disconnected": True,
+              "emptied_layers": None, "layers": [{"name": "classifier", "kept": 0, "total": 10}]}
+    write_json(f, {"kind": "retrain", "scale": "tiny", "no_ticket": REFUSED, "ticket": ticket, "best_acc": None,
+                   "final_acc": None, "draw_epoch": 16, "provenance": {"commit": "x", "date": "2020-01-01T00:00:00+00:00"}})
+    build("table1", load_scale("tiny"), str(copy))
+    df = pd.read_csv(copy / "tables" / "table1.csv", dtype={"draw": str})
+    row = df[(df.model == "vgg16") & (df.draw == "final") & (df.schedule == "80-120") & (df.dataset == "cifar100")].iloc[0]
+    assert row.ticket_flag == "disconnected" and math.isnan(row.ours_mean) and math.isnan(row.pruned_flops_mean)

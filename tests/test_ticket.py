@@ -164,3 +164,36 @@ def test_raw_masks_give_the_masked_dense_network():
     ref = masked_dense(net, ticket)
     zero_pruned_bn(net, raw)
     assert all(torch.equal(a, b) for a, b in zip(bn_gammas(ref), bn_gammas(net)))
+
+
+def test_ticket_flags_of_a_cell_and_the_spread_count():
+    from pathlib import Path
+
+    from reports.common import Run, completeness, mean_of, ticket_flag
+
+    def run(**res):
+        return Run(Path("r"), {"kind": "retrain", "best_acc": 70.0, **res}, "done")
+
+    ok = run(ticket={"collapsed": [], "disconnected": False})
+    collapsed = run(ticket={"collapsed": ["blocks.1.bn3"], "disconnected": False})
+    cut = run(ticket={"collapsed": ["bn"], "disconnected": True})
+    refused = Run(Path("r"), {"kind": "retrain", "best_acc": None, "no_ticket": "refused: ...", "ticket": cut.result["ticket"]}, "done")
+    old = run()  # made before tickets were recorded
+    assert ticket_flag([ok]) is None and ticket_flag([ok, collapsed]) == "collapsed"
+    assert ticket_flag([collapsed, cut]) == "disconnected" and ticket_flag([refused]) == "disconnected"
+    assert ticket_flag([ok, old]) == "unchecked" and ticket_flag([Run(Path("p"))]) is None
+    assert mean_of([ok, refused], lambda r: r["best_acc"]) == 70.0  # a refused run has no accuracy to average
+    cells = [{"diff": 0.0, "paper": 70.0, "ours_min": 70.0, "ours_max": 70.0, "n_runs": 1, "n_expected": 1, "ticket_flag": f}
+             for f in (None, "collapsed", "disconnected", "unchecked")]
+    assert completeness(cells, lambda c: True)["n_inside"] == 1  # only the valid ticket agrees with the paper
+
+
+def test_refuse_disconnected_is_part_of_the_config_digest():
+    from methods import digest as dg
+    from methods.cells import RetrainRun, SearchRun
+    from methods.config import load_scale
+
+    tiny = load_scale("tiny")
+    r = RetrainRun(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1), 0.5, "10")
+    assert dg.inputs_of(r, tiny) == dg.inputs_of(r, tiny, refuse=False)  # older digests unchanged
+    assert dg.digest_of(dg.inputs_of(r, tiny, refuse=True)) != dg.expected(r, tiny)
