@@ -248,14 +248,16 @@ def marker(run, results: str, scale: Scale, refuse: bool = False) -> str:
     is current (a tree made before digests, or a result made by hand, is adopted, nothing
     reruns), fresh if stale (newer than the result: Snakemake reruns the job). Markers of other
     digests in the folder are removed, so going back to an earlier setting reruns too. Without a
-    result the rule ``config_digest`` writes it (the job runs anyway).
+    result it is written now too (the job runs anyway): a job per marker cost smoke seconds each.
     """
     inputs = inputs_of(run, scale, refuse)
     folder = Path(run.path(results))
     m = folder / f"config-{digest_of(inputs)}.digest"
-    if m.is_file() or not (folder / "result.json").is_file():
+    if m.is_file():
         return str(m)
     write_marker(m, inputs)
+    if not (folder / "result.json").is_file():
+        return str(m)
     try:
         fresh = stale_reason(read_json(folder / "result.json"), inputs) is not None
     except (OSError, CorruptFile):  # its stage trains it again anyway
