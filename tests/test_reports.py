@@ -435,3 +435,20 @@ def test_a_refused_ticket_shows_no_accuracy_and_its_mark(tree, tmp_path):
     df = pd.read_csv(copy / "tables" / "table1.csv", dtype={"draw": str})
     row = df[(df.model == "vgg16") & (df.draw == "final") & (df.schedule == "80-120") & (df.dataset == "cifar100")].iloc[0]
     assert row.ticket_flag == "disconnected" and math.isnan(row.ours_mean) and math.isnan(row.pruned_flops_mean)
+
+
+def test_a_flagged_figure1_point_is_marked_and_the_others_are_not(tree, tmp_path):
+    """One flagged point among unflagged ones (pandas makes their missing flag NaN)."""
+    copy = tmp_path / "results" / "tiny"
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))
+    f = Path(RETRAINS[2].path(str(copy))) / "result.json"  # Figure 1's p = 0.1 point at draw 10
+    res = read_json(f)
+    res["ticket"] = {"unit": "channels", "kept": 1, "total": 2, "collapsed": ["features.1"], "disconnected": False,
+                     "emptied_layers": "live", "layers": [{"name": "features.1", "kept": 0, "total": 1},
+                                                          {"name": "features.4", "kept": 1, "total": 1}]}
+    write_json(f, res)
+    build("figure1", load_scale("tiny"), str(copy))
+    html = (copy / "report" / "figure1.html").read_text()
+    assert html.count(">collapsed</span>") == 1
+    df = pd.read_csv(copy / "tables" / "figure1.csv", dtype={"draw": str})
+    assert (df.ticket_flag == "collapsed").sum() == 1
