@@ -21,10 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
+from conftest import write_fake_cifar
 from slurm_cluster import Cluster, why_not
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,17 +43,7 @@ pytestmark = pytest.mark.skipif(bool(_why), reason=_why or "")
 
 def _fake_cifar(root: Path) -> Path:
     """CIFAR-shaped npz files with 2000 CIFAR-10 training images (the scale uses 1000: an epoch of about 1 s here)."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for name, classes, per in (("cifar10", 10, 200), ("cifar100", 100, 20)):
-        colours = rng.integers(0, 256, (classes, 1, 1, 3))
-        arrays = {}
-        for split, n in (("train", per), ("test", 20)):
-            y = np.repeat(np.arange(classes), n)
-            x = np.clip(colours[y] + rng.normal(0, 30, (len(y), 32, 32, 3)), 0, 255).astype(np.uint8)
-            arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y.astype(np.int64)
-        np.savez(root / f"{name}.npz", **arrays)
-    return root
+    return write_fake_cifar(root, {"cifar10": 200, "cifar100": 20}, per_class_test=20)
 
 
 @pytest.fixture(scope="module")
