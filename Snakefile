@@ -1,40 +1,36 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: table1, table2, table4, figure1, figure2, figure3, figure5 (EB), table8, table9 (RT), claims, all_tables. Run folders and names: methods/cells.py.
+# Targets: one per registered table (methods/tables.py: table1, table2, table4, figure1, figure2, figure3, figure5 (EB),
+# table8, table9 (RT), and a plug-in's), claims, all_tables. Run folders and names: methods/cells.py.
 import shlex
 import sys
-from dataclasses import replace
 
 import yaml
 
-from methods.cells import (built_tables, figure3_searches, figure_runs, load_tables, lottery_runs, parse_dense, parse_lottery,
-                          parse_retrain, parse_search, refused_runs, snapshot_draws, table1_cells, table2_cells, table4_cells)
+from methods.cells import (built_tables, load_tables, name_pattern, page_inputs, parse_dense, parse_lottery, parse_retrain,
+                          parse_search, refused_runs, snapshot_draws, table_runs)
 from methods.config import load_scale
 from methods.digest import inputs_of, marker, run_of, write_marker
 from methods.inputs import workflow_config
 from methods.preempt import ignore_warnings
 from methods.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
+from methods.plugins import load as load_plugins
+from methods.tables import TABLES
 
 configfile: "config.yaml"
 
 # Every key checked before any rule (methods/inputs.py): a misspelt key would be ignored silently,
 # and --config download=false arrives as the string "false".
 CFG = workflow_config(config)
+# A plug-in's methods, models and tables (methods/plugins.py): loaded here and, through the
+# environment, in every job this workflow starts.
+load_plugins(CFG.plugins)
 SCALE = load_scale(CFG.scale)
 R = f"{CFG.results}/{SCALE.name}"
 PY = sys.executable
 DATA = f"--data-root {CFG.data_root}"
 DOWNLOAD = "--download" if CFG.download else ""
 SPEC = load_tables(CFG.tables)
-TABLES = f"--tables {CFG.tables}" if CFG.tables else ""
-T1 = [run for cell in table1_cells(SCALE, SPEC) for run in cell.runs]
-T4 = [run for cell in table4_cells(SCALE, SPEC) for run in cell.runs]
-T2 = [run for cell in table2_cells(SCALE, SPEC) for run in cell.runs]
-F1 = figure_runs(SCALE, SPEC, "figure1")
-F2 = figure_runs(SCALE, SPEC, "figure2")
-F3 = figure3_searches(SCALE, SPEC)
-F5 = figure3_searches(SCALE, SPEC, "figure5")
-T8 = lottery_runs(SCALE, SPEC, ["table8"])
-T9 = lottery_runs(SCALE, SPEC, ["table9"])
+TABLES_ARG = f"--tables {CFG.tables}" if CFG.tables else ""
 REFUSE = refused_runs(SCALE, SPEC)  # runs of tables whose specification sets refuse_disconnected
 SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # Runs per training job (the scale's runs_per_job; `--config runs_per_job=1` gives a job per run).
@@ -45,18 +41,18 @@ SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # group retrains only its missing or stale runs:
 # methods.rerun forces one cell with a job per run.
 GROUP = CFG.runs_per_job or SCALE.runs_per_job
-RETRAINS = {*T1, *T4, *T2, *F1, *F2}
-LOTTERIES = {*T8, *T9}
+BUILT = built_tables(SPEC)  # the registered tables (methods/tables.py) this specification lists
+RETRAINS = set(table_runs(SCALE, SPEC, "retrain"))
+LOTTERIES = set(table_runs(SCALE, SPEC, "lottery"))
 
+# Run-folder names as methods/cells.py parses them (one grammar for the workflow and the code).
 wildcard_constraints:
-    search=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?-s[0-9]+",
-    run=r"([a-z]+-)?p[0-9.]+-e[a-z0-9_]+-[a-z]+-[0-9]+-[0-9]+-lr[0-9._]+(-[a-z][a-z0-9]*)?",
-    dense=r"[a-z0-9]+-cifar[0-9]+-[0-9]+-[0-9]+-lr[0-9.]+-s[0-9]+",
-    ticket=r"[a-z0-9]+-(p[0-9.]+|[a-z])-(winning|random)",
+    search=name_pattern("search"),
+    run=name_pattern("run"),
+    dense=name_pattern("dense"),
+    ticket=name_pattern("ticket"),
 
-localrules: all_tables, table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, data, report_table1,
-    report_table2, report_table4, report_figure1, report_figure2, report_figure3, report_figure5, report_table8,
-    report_table9, report_fidelity, report_index, config_digest, claims, report_claims
+localrules: all_tables, data, report_fidelity, report_index, config_digest, claims, report_claims
 
 
 def results(runs):
@@ -100,40 +96,12 @@ rule claims:
     input: f"{R}/report/claims.html", f"{R}/report/index.html"
 
 
-rule table1:
-    input: f"{R}/report/table1.html"
-
-
-rule table2:
-    input: f"{R}/report/table2.html"
-
-
-rule table4:
-    input: f"{R}/report/table4.html"
-
-
-rule figure1:
-    input: f"{R}/report/figure1.html"
-
-
-rule figure2:
-    input: f"{R}/report/figure2.html"
-
-
-rule figure3:
-    input: f"{R}/report/figure3.html"
-
-
-rule figure5:
-    input: f"{R}/report/figure5.html"
-
-
-rule table8:
-    input: f"{R}/report/table8.html"
-
-
-rule table9:
-    input: f"{R}/report/table9.html"
+# One target per registered table: `snakemake table1`.
+for t in TABLES:
+    rule:
+        name: t
+        localrule: True
+        input: f"{R}/report/{t}.html"
 
 
 # Checks (and, with download=true, fetches) the datasets once, on the submitting host, before
@@ -210,75 +178,31 @@ else:
             shell: "{PY} -m methods batch {params.cmds} >> {log} 2>&1"
 
 
-rule report_table1:
-    input: results(T1)
-    output: f"{R}/tables/table1.csv", f"{R}/report/table1.html"
-    shell: "{PY} -m reports table1 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_table4:
-    input: results(T4)
-    output: f"{R}/tables/table4.csv", f"{R}/report/table4.html"
-    shell: "{PY} -m reports table4 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_table2:
-    input: results(T2), results({r.search for r in T2}), results({replace(r.search, precision="fp32") for r in T2})
-    output: f"{R}/tables/table2.csv", f"{R}/tables/table2_improv.csv", f"{R}/report/table2.html"
-    shell: "{PY} -m reports table2 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_figure1:
-    input: results(F1), results({r.search for r in F1})
-    output: f"{R}/tables/figure1.csv", f"{R}/report/figure1.png", f"{R}/report/figure1.html"
-    shell: "{PY} -m reports figure1 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_figure2:
-    input: results(F2), results({r.search for r in F2}), results({replace(r.search, precision="fp32") for r in F2})
-    output: f"{R}/tables/figure2.csv", f"{R}/report/figure2.png", f"{R}/report/figure2.html"
-    shell: "{PY} -m reports figure2 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_figure3:
-    input: results(F3)
-    output: f"{R}/tables/figure3.csv", f"{R}/report/figure3.png", f"{R}/report/figure3.html"
-    shell: "{PY} -m reports figure3 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-# Figure 5 trains nothing: the FLOPs come from the searches' |gamma| history and the pruned architectures.
-rule report_figure5:
-    input: results(F5), [f"{s.path(R)}/history.npz" for s in F5]
-    output: f"{R}/tables/figure5.csv", f"{R}/report/figure5.png", f"{R}/report/figure5.html"
-    shell: "{PY} -m reports figure5 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+# One page per built table: it reads its cells' runs and their upstream runs (methods.cells.page_inputs).
+for t in BUILT:
+    rule:
+        name: f"report_{t}"
+        localrule: True
+        input: page_inputs(SCALE, SPEC, t, R)
+        output: [f"{R}/{f}" for f in TABLES[t].files()]
+        params: page=t
+        shell: "{PY} -m reports {params.page} --scale {SCALE.name} --results {R} {DATA} {TABLES_ARG}"
 
 
 rule report_fidelity:
     input: "reports/fidelity.yaml"
     output: f"{R}/report/fidelity.html"
-    shell: "{PY} -m reports fidelity --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_table8:
-    input: results(T8), results({r.dense for r in T8})
-    output: f"{R}/tables/table8.csv", f"{R}/report/table8.html"
-    shell: "{PY} -m reports table8 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
-
-
-rule report_table9:
-    input: results(T9), results({r.dense for r in T9})
-    output: f"{R}/tables/table9.csv", f"{R}/report/table9.html"
-    shell: "{PY} -m reports table9 --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+    shell: "{PY} -m reports fidelity --scale {SCALE.name} --results {R} {DATA} {TABLES_ARG}"
 
 
 # The claims page reads every built table's runs and links their cell pages, so it follows the table pages.
 rule report_claims:
-    input: [f"{R}/report/{t}.html" for t in built_tables(SPEC)], "benchmarks/claims.yaml"
+    input: [f"{R}/report/{t}.html" for t in BUILT], "benchmarks/claims.yaml"
     output: f"{R}/tables/claims.csv", f"{R}/report/claims.html"
-    shell: "{PY} -m reports claims --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+    shell: "{PY} -m reports claims --scale {SCALE.name} --results {R} {DATA} {TABLES_ARG}"
 
 
 rule report_index:  # the pages of the tables in the specification: one left out (or without models) is not built
-    input: [f"{R}/report/{t}.html" for t in built_tables(SPEC)], f"{R}/report/fidelity.html", f"{R}/report/claims.html"
+    input: [f"{R}/report/{t}.html" for t in BUILT], f"{R}/report/fidelity.html", f"{R}/report/claims.html"
     output: f"{R}/report/index.html"
-    shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES}"
+    shell: "{PY} -m reports index --scale {SCALE.name} --results {R} {DATA} {TABLES_ARG}"

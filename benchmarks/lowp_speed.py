@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from methods.eb import bn_layers
     from methods.lowp import LowPrecisionSGD, lower, unlower
     from methods.models import build_model
-    from methods.stages import _run_config, scaled_precision
+    from methods.stages import run_config, scaled_precision
     from methods.train import device_of, train_epoch
 
     ap = OneLineParser(prog="python -m benchmarks.lowp_speed", description=__doc__,
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     dev = device_of(scale.device)
     classes = num_classes(args.dataset)
     train = balanced_subset(train, scale.train_images, classes).to(dev)
-    cfg = _run_config(scale, args.model, args.dataset, [scale.epochs], [0.1, 0.01], 1, args.data_root, False)
+    cfg = run_config(scale, args.model, args.dataset, [scale.epochs], [0.1, 0.01], 1, args.data_root, False)
     nets, opts, hooks = {}, {}, {}
     for name, p in (("fp32", None), (args.precision, lp)):
         torch.manual_seed(1)

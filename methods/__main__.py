@@ -15,11 +15,13 @@ import warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
 
-from .config import PAPER_EPOCHS, SCHEDULES, ConfigError, load_scale
+from .config import SCHEDULES, ConfigError, load_scale
 from .data import DATASETS, DatasetError, num_classes
+from .inputs import check_draw, check_ratio
+from .plugins import load_configured
 from .preempt import SIGNALS, Preempted, requeue_after_warning
 from .spec import INITS
-from .models import MODELS, build_model
+from .models import MODELS, build_model, knobs_at
 from .pruning import PRUNING
 
 
@@ -34,17 +36,17 @@ def _ratio(s: str) -> float:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"pruning ratio must be a number in (0, 1), got {s!r}") from None
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"pruning ratio must lie in (0, 1), got {s}")
-    return v
+    try:
+        return check_ratio(v)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _draw(s: str) -> str:
-    from .spec import NAMED_DRAWS
-
-    if s not in NAMED_DRAWS and not (s.isdigit() and int(s) <= PAPER_EPOCHS):
-        raise argparse.ArgumentTypeError(f"draw {s!r}: a paper-scale epoch 0..{PAPER_EPOCHS} or one of {list(NAMED_DRAWS)}")
-    return s
+    try:
+        return check_draw(s)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _lrs(s: str) -> list[float]:
@@ -150,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        load_configured()  # a plug-in's methods and models are choices of the parser (methods.plugins)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     if args.cmd not in BATCHABLE:
         return _main(args)
@@ -184,7 +191,7 @@ def _main(args) -> int:
         if args.cmd == "flops":
             from .flops import complexity
 
-            m = build_model(args.model, num_classes(args.dataset), **scale.models.get(args.model, {}))
+            m = build_model(args.model, num_classes(args.dataset), **(knobs_at(args.model, scale) or {}))
             from .eb import bn_layers
 
             print(json.dumps({"model": args.model, "dataset": args.dataset, "scale": scale.name,
@@ -326,7 +333,7 @@ def _status(args) -> int:
     else:
         print(f"scale {scale.name}, results {root}")
         print(format_status(table_status(scale, root, spec, **kw)))
-        from reports.claims import status_line  # the claims' verdicts, from the same result files
+        from .verdicts import status_line  # the claims' verdicts, from the same result files
 
         print(status_line(scale, root, spec))
     return 0

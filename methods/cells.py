@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from .config import ROOT, Scale
 from .spec import check_tables
+from .tables import TABLES
 
 TABLES_YAML = ROOT / "benchmarks" / "tables.yaml"
 
@@ -359,6 +360,18 @@ _DENSE = re.compile(r"(?P<model>[a-z0-9]+)-(?P<dataset>cifar\d+)-(?P<schedule>\d
 _LOTTERY = re.compile(r"(?P<prune>[a-z0-9]+)-(?:p(?P<ratio>[0-9.]+)|(?P<variant>[a-z]))-(?P<arm>[a-z]+)")
 
 
+def name_pattern(kind: str) -> str:
+    """The run-name grammar of ``kind`` ("search", "run" (a retraining), "dense", "ticket" (a lottery
+    arm)) without its group names: the Snakefile's wildcard constraints, so a folder the workflow
+    matches is one ``parse_*`` reads.
+
+    Raises:
+        KeyError: unknown kind.
+    """
+    pattern = {"search": _SEARCH, "run": _RETRAIN, "dense": _DENSE, "ticket": _LOTTERY}[kind].pattern
+    return re.sub(r"\(\?P<\w+>", "(?:", pattern)
+
+
 def parse_dense(name: str) -> DenseRun:
     """Inverse of ``DenseRun.name``.
 
@@ -407,14 +420,11 @@ class Cell:
         return self.id.replace("/", "_")
 
 
-#: Everything ``cells_of`` knows: the pages that have cells.
-CELL_TABLES = ("table1", "table2", "table4", "table8", "table9", "figure1", "figure2", "figure3", "figure5")
-
-
 def built_tables(spec: dict) -> list[str]:
-    """The pages of ``CELL_TABLES`` that ``spec`` builds: a table left out, or listing no models,
-    has no cells, no page and no entry in the index (a trimmed ``tables=`` copy)."""
-    return [t for t in CELL_TABLES if t in spec and spec[t].get("models")]
+    """The registered pages with cells (``methods.tables.TABLES``) that ``spec`` builds: a table
+    left out, or listing no models, has no cells, no page and no entry in the index (a trimmed
+    ``tables=`` copy)."""
+    return [t for t in TABLES if t in spec and spec[t].get("models")]
 
 
 def seed_of(run) -> int:
@@ -429,32 +439,75 @@ def _unique(runs) -> tuple:
     return tuple(dict.fromkeys(runs))
 
 
+def eb_table_cells(scale: Scale, spec: dict, table: str) -> list[Cell]:
+    """Cells of EB Tables 1, 2 and 4 (``TableDef.cells``): a cell's retrainings and their searches;
+    a Table 2 row not built yet has none and no cell."""
+    fn = {"table1": table1_cells, "table4": table4_cells, "table2": table2_cells}[table]
+    return [Cell(table, c.id, c.runs, _unique(r.search for r in c.runs)) for c in fn(scale, spec) if c.runs]
+
+
+def lottery_table_cells(scale: Scale, spec: dict, table: str) -> list[Cell]:
+    """Cells of RT Tables 8 and 9: one per row and arm ("lr0.1/resnet56/a/winning"), from its dense runs."""
+    return [Cell(table, f"{c.id}/{arm}", runs, c.dense) for c in lottery_cells(scale, table, spec)
+            for arm, runs in c.arms.items()]
+
+
+def figure_cells(scale: Scale, spec: dict, table: str) -> list[Cell]:
+    """Points of EB Figures 1 and 2: "vgg16/cifar10/p0.5/10", the retrainings of every seed."""
+    points: dict = {}
+    for r in figure_runs(scale, spec, table):
+        points.setdefault(f"{r.search.model}/{r.search.dataset}/p{r.ratio:g}/{r.draw}", []).append(r)
+    return [Cell(table, k, tuple(v), _unique(r.search for r in v)) for k, v in points.items()]
+
+
+def search_cells(scale: Scale, spec: dict, table: str) -> list[Cell]:
+    """Panels of EB Figures 3 and 5, read from searches alone: "vgg16/cifar100", one search per seed."""
+    panels: dict = {}
+    for s in figure3_searches(scale, spec, table):
+        panels.setdefault(f"{s.model}/{s.dataset}", []).append(s)
+    return [Cell(table, k, tuple(v)) for k, v in panels.items()]
+
+
+def fp32_searches(scale: Scale, spec: dict, table: str, results: str) -> list[str]:
+    """Files Table 2 and Figure 2 read beyond their cells: the FP32 search of each 8-bit one,
+    their "x dense" reference (``TableDef.extra_inputs``)."""
+    return sorted({f"{replace(r.search, precision='fp32').path(results)}/result.json"
+                   for c in cells_of(scale, table, spec) for r in c.runs})
+
+
+def search_histories(scale: Scale, spec: dict, table: str, results: str) -> list[str]:
+    """Figure 5 prices every draw from its searches' |gamma| history."""
+    return sorted({f"{s.path(results)}/history.npz" for c in cells_of(scale, table, spec) for s in c.runs})
+
+
 def cells_of(scale: Scale, table: str, spec: dict | None = None) -> list[Cell]:
-    """The cells of ``table`` (one of ``CELL_TABLES``) in the paper's order.
+    """The cells of ``table`` (a key of ``methods.tables.TABLES``) in the paper's order; none
+    when the specification leaves it out.
 
     Raises:
         ValueError: unknown table.
     """
     spec = spec or load_tables()
-    if table not in CELL_TABLES:
-        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(CELL_TABLES)}")
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
     if table not in spec:
         return []
-    if table in ("table1", "table4", "table2"):
-        fn = {"table1": table1_cells, "table4": table4_cells, "table2": table2_cells}[table]
-        return [Cell(table, c.id, c.runs, _unique(r.search for r in c.runs)) for c in fn(scale, spec) if c.runs]
-    if table in ("table8", "table9"):
-        return [Cell(table, f"{c.id}/{arm}", runs, c.dense) for c in lottery_cells(scale, table, spec)
-                for arm, runs in c.arms.items()]
-    if table in ("figure1", "figure2"):
-        points: dict = {}
-        for r in figure_runs(scale, spec, table):
-            points.setdefault(f"{r.search.model}/{r.search.dataset}/p{r.ratio:g}/{r.draw}", []).append(r)
-        return [Cell(table, k, tuple(v), _unique(r.search for r in v)) for k, v in points.items()]
-    panels: dict = {}
-    for s in figure3_searches(scale, spec, table):
-        panels.setdefault(f"{s.model}/{s.dataset}", []).append(s)
-    return [Cell(table, k, tuple(v)) for k, v in panels.items()]
+    return TABLES[table].get("cells")(scale, spec, table)
+
+
+def table_runs(scale: Scale, spec: dict, stage: str) -> list:
+    """The own runs of every built table whose cells the stage ``stage`` trains (retrain, lottery)."""
+    return list(dict.fromkeys(r for t in built_tables(spec) if TABLES[t].stage == stage
+                              for c in cells_of(scale, t, spec) for r in c.runs))
+
+
+def page_inputs(scale: Scale, spec: dict, table: str, results: str) -> list[str]:
+    """Every file the page of ``table`` reads: its cells' and their upstream runs' ``result.json``
+    plus its ``TableDef.extra_inputs``."""
+    cells = cells_of(scale, table, spec)
+    files = {f"{r.path(results)}/result.json" for c in cells for r in (*c.runs, *c.upstream)}
+    extra = TABLES[table].get("extra_inputs")
+    return sorted(files | set(extra(scale, spec, table, results) if extra else ()))
 
 
 def find_cell(scale: Scale, table: str, cell_id: str, spec: dict | None = None) -> Cell:
@@ -476,13 +529,5 @@ def refused_runs(scale: Scale, spec: dict | None = None) -> set:
     ``refuse_disconnected: true``: their stage records a disconnected ticket as refused instead
     of training it (``methods.ticket``). A run shared with a table that trains it is refused too."""
     spec = spec or load_tables()
-    on = {t for t, s in spec.items() if isinstance(s, dict) and s.get("refuse_disconnected")}
-    runs: set = set()
-    for t in on & {"table1", "table4", "table2"}:
-        runs |= {r for c in {"table1": table1_cells, "table4": table4_cells, "table2": table2_cells}[t](scale, spec)
-                 for r in c.runs}
-    for t in on & {"figure1", "figure2"}:
-        runs |= set(figure_runs(scale, spec, t))
-    if on & {"table8", "table9"}:
-        runs |= set(lottery_runs(scale, spec, sorted(on & {"table8", "table9"})))
-    return runs
+    return {r for t in built_tables(spec) if spec[t].get("refuse_disconnected") and TABLES[t].stage != "search"
+            for c in cells_of(scale, t, spec) for r in c.runs}

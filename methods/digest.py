@@ -31,6 +31,7 @@ from pathlib import Path
 from .cells import DenseRun, LotteryRun, RetrainRun, SearchRun, explicit_lrs, parse_dense, parse_lottery, parse_retrain, parse_search
 from .config import Scale, load_precision
 from .io import CorruptFile, finished, read_json, remove_checkpoint, write_text
+from .models import knobs_at
 
 #: Bump when a code change alters what every run computes: every result becomes stale.
 DIGEST_VERSION = 1
@@ -53,7 +54,7 @@ def _precision(name: str, epochs: int) -> dict | None:
 
 
 def _scale_part(scale: Scale, model: str, rt: bool) -> dict:
-    return {"knobs": dict(scale.models.get(model, {})), "epochs": scale.epochs,
+    return {"knobs": dict(knobs_at(model, scale) or {}), "epochs": scale.epochs,
             "batch_size": scale.batch(RT_BATCH) if rt else scale.batch_size, "test_batch_size": scale.test_batch_size,
             "train_images": scale.train_images, "test_images": scale.test_images, "autocast": scale.autocast}
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .inputs import check_ratio
+
 
 def bn_layers(model: nn.Module) -> list[nn.BatchNorm2d]:
     """Every ``BatchNorm2d`` of ``model`` in module order (the order of the global mask)."""
@@ -28,8 +30,7 @@ def channel_mask(gammas: torch.Tensor, ratio: float) -> torch.Tensor:
     Raises:
         ValueError: ``ratio`` outside (0, 1).
     """
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"pruning ratio must lie in (0, 1), got {ratio}")
+    check_ratio(ratio)
     n = gammas.numel()
     threshold = gammas.sort().values[int(n * ratio)]
     return gammas > threshold

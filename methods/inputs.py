@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
 import sys
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .config import ConfigError, validate
+from .config import PAPER_EPOCHS, ConfigError, validate
 
 
 def _number(v):
@@ -35,6 +36,36 @@ def _number(v):
 
 #: A float field that also takes YAML 1.1's string ``"1e-2"``: ``0.50``, ``"5e-1"`` -> 0.5.
 Number = Annotated[float, BeforeValidator(_number)]
+
+
+#: Draws named rather than numbered (``methods.stages.draw_epoch``): the last epoch, the epoch of the
+#: best test accuracy (Figure 1's star), the EB epoch by the paper's and the official rule.
+NAMED_DRAWS = ("final", "best", "eb", "eb_official")
+
+
+def check_draw(draw) -> str:
+    """``draw`` as a string, checked to be a paper-scale epoch 0..160 or one of ``NAMED_DRAWS``
+    (the one draw grammar: the specification and the command line).
+
+    Raises:
+        ConfigError: anything else (a ValueError).
+    """
+    d = str(draw)
+    if d not in NAMED_DRAWS and not (re.fullmatch(r"\d+", d) and int(d) <= PAPER_EPOCHS):
+        raise ConfigError(f"draw {d!r}: a paper-scale epoch 0..{PAPER_EPOCHS} or one of {list(NAMED_DRAWS)}")
+    return d
+
+
+def check_ratio(ratio: float, what: str = "pruning ratio") -> float:
+    """``ratio`` itself, a fraction of weights, channels or filters removed, checked to lie in (0, 1)
+    (the one check of every pruning ratio: the specification, the command line, the criteria).
+
+    Raises:
+        ConfigError: ``ratio`` outside (0, 1) (a ValueError).
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ConfigError(f"{what} must lie in (0, 1), got {ratio:g}")
+    return ratio
 
 
 def number(v, name: str) -> float:
@@ -57,6 +88,13 @@ def _flag(v):
         return _BOOL.validate_python(v)
     except ValidationError:
         raise ValueError("expected true or false (also yes/no, on/off, 1/0)") from None
+
+
+def _names(v):
+    """A list, or one comma-separated string (``--config plugins=a.py,b.py``)."""
+    if v is None:
+        return ()
+    return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
 
 
 #: A bool field that reads ``"false"``/``"no"``/``0`` as False and refuses ``"maybe"``.
@@ -89,6 +127,8 @@ class WorkflowConfig(BaseModel):
     results: str
     tables: str | None = Field(default=None, description="a copy of benchmarks/tables.yaml; null = that file")
     runs_per_job: int | None = Field(default=None, gt=0, description="overrides the scale's runs_per_job")
+    plugins: Annotated[tuple[str, ...], BeforeValidator(_names)] = Field(
+        default=(), description="your modules registering methods, models or tables (methods.plugins)")
 
 
 def workflow_config(config: dict) -> WorkflowConfig:

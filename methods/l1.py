@@ -168,6 +168,7 @@ def prune_filters(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
         first.bias.data.copy_(ofirst.bias.data)
         if new.hidden is not None:
             new.classifier[1:].load_state_dict(src.classifier[1:].state_dict())
+        new.registry_name = model.registry_name
         return new
     new = CifarResNet(src.depth, classes, src.width, pruned_cfg(src, counts), src.shortcut)
     new.conv1.load_state_dict(src.conv1.state_dict())
@@ -181,6 +182,7 @@ def prune_filters(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
         if bo.downsample is not None:
             bn.downsample.load_state_dict(bo.downsample.state_dict())
     new.fc.load_state_dict(src.fc.state_dict())
+    new.registry_name = model.registry_name
     return new
 
 

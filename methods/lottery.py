@@ -30,13 +30,14 @@ from . import digest as dg
 from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
+from .inputs import check_ratio
 from .io import load_torch, remove_checkpoint, read_json, save_torch, write_json
 from .l1 import prune_filters
 from .models import build_model
-from .models.rt import he_normal_
+from .models.init import he_normal_
 from .provenance import provenance
 from .pruning import get_pruning
-from .stages import REFUSED, _measured, _run_config, _setup, _summary
+from .stages import REFUSED, measured_energy_j, run_config, prepare, accuracy_summary
 from .ticket import ticket_report
 from .ticket import warning as ticket_warning
 from .train import fit
@@ -53,7 +54,7 @@ RANDOM_SEED_OFFSET = 1000
 
 
 def _energy(meter, log, flops) -> dict:
-    return {"measured_j": _measured(log), **meter.describe(), "modelled_j": modelled_energy_j(flops, 32), "bits": 32,
+    return {"measured_j": measured_energy_j(log), **meter.describe(), "modelled_j": modelled_energy_j(flops, 32), "bits": 32,
             "model": MODEL_SOURCE}
 
 
@@ -74,9 +75,9 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
     done = dg.current(out, digest_inputs)  # first: a stale run's snapshots go too
     if done is not None and all((out / f).is_file() for f in ("snapshots/epoch0.pt", "snapshots/final.pt")):
         return done  # a lost snapshot retrains the run (same seed, same theta_0)
-    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
+    cfg = run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
                       batch_size=scale.batch(RT_BATCH), sparsity=0.0)
-    dev, classes, train, test = _setup(scale, dataset, data_root, download)
+    dev, classes, train, test = prepare(scale, dataset, data_root, download)
     torch.manual_seed(seed)
     net = build_model(model, classes, **cfg.knobs)
     if not (out / "snapshots" / "epoch0.pt").is_file():
@@ -86,7 +87,7 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
     save_torch(out / "snapshots" / "final.pt", res["model"].state_dict())
     cx = complexity(res["model"])
-    result = {"kind": "dense", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **_summary(res["log"]),
+    result = {"kind": "dense", "config": cfg.model_dump(), "scale": scale.name, "log": res["log"], **accuracy_summary(res["log"]),
               "complexity": cx, "train_images": len(train.y),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
               "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
@@ -106,8 +107,7 @@ def _target(prune: str, target: str):
         ratio = float(target)
     except ValueError:
         raise ConfigError(f"--target {target!r}: {prune} takes a pruning ratio in (0, 1), e.g. 0.8") from None
-    if not 0.0 < ratio < 1.0:
-        raise ConfigError(f"pruning ratio must lie in (0, 1), got {ratio}")
+    check_ratio(ratio)
     return ratio
 
 
@@ -172,7 +172,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     for f in snaps.values():
         if not f.is_file():
             raise FileNotFoundError(f"{f} missing: rerun the dense run {dense_dir}")
-    dev, classes, train, test = _setup(scale, dcfg["dataset"], data_root, download)
+    dev, classes, train, test = prepare(scale, dcfg["dataset"], data_root, download)
     trained = build_model(dcfg["model"], classes, **dcfg["knobs"])
     trained.load_state_dict(load_torch(snaps["final"], "snapshot"))
     try:
@@ -192,7 +192,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     net = start_network(arm, prune, ticket, load_torch(snaps["epoch0"], "snapshot"), dcfg["model"], dcfg["knobs"],
                         classes, seed)
     arch = net.cfg if method.granularity == "filter" else None
-    cfg = _run_config(scale, dcfg["model"], dcfg["dataset"], dcfg["milestones"], dcfg["lrs"], seed, data_root, download,
+    cfg = run_config(scale, dcfg["model"], dcfg["dataset"], dcfg["milestones"], dcfg["lrs"], seed, data_root, download,
                       batch_size=dcfg["batch_size"], sparsity=0.0, cfg=arch)  # the dense run's recipe
     meter = EnergyMeter(dev)
     dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
@@ -204,7 +204,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     if "flops_paper" not in dense_cx:  # a dense run finished before the official-counter convention
         dense_cx = {**dense_cx, "flops_paper": complexity(trained)["flops_paper"]}
     result = {"kind": "lottery", "scale": scale.name, "dense": str(dense_dir), "prune": prune, "target": target,
-              "arm": arm, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
+              "arm": arm, "config": cfg.model_dump(), "log": res["log"], **accuracy_summary(res["log"]),
               "dense_best_acc": dense["best_acc"], "granularity": method.granularity, "ticket": report,
               "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero",
                                                 "flops_paper", "flops_paper_nonzero")},

@@ -16,30 +16,36 @@ keeps its largest channel live (zeroing it would leave a constant network; the o
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .eb import bn_layers
-from .models import PreResNet, VGG
+from .models import PreResNet, VGG, build_model, family, model_name
 
 
 def pruned_cfg(model: nn.Module, masks: list[torch.Tensor]) -> list:
-    """Architecture cfg of ``model`` keeping the channels of ``masks`` (one bool mask per BN).
+    """Architecture cfg of ``model`` keeping the channels of ``masks`` (one bool mask per BN), by
+    its family's rule (``CHANNEL_RULES``).
 
     VGG: kept count per BN with "M" re-inserted. PreResNet: per block ``[bn1, bn2, bn3]`` kept
     counts plus ``[final bn]``; BN1 and the final BN shrink only through channel selection.
 
     Raises:
-        TypeError: a model family without a pruning rule.
+        TypeError: a model family without a channel-pruning rule.
     """
-    counts = [int(m.sum()) for m in masks]
-    if isinstance(model, VGG):
-        it = iter(counts)
-        return [v if v == "M" else next(it) for v in model.cfg]
-    if isinstance(model, PreResNet):
-        return [counts[i:i + 3] for i in range(0, len(counts) - 1, 3)] + [[counts[-1]]]
-    raise TypeError(f"no channel-pruning rule for {type(model).__name__}")
+    return rule_of(model).cfg(model, [int(m.sum()) for m in masks])
+
+
+def _vgg_cfg(model: VGG, counts: list[int]) -> list:
+    it = iter(counts)
+    return [v if v == "M" else next(it) for v in model.cfg]
+
+
+def _preresnet_cfg(model: PreResNet, counts: list[int]) -> list:
+    return [counts[i:i + 3] for i in range(0, len(counts) - 1, 3)] + [[counts[-1]]]
 
 
 def zero_pruned_bn(model: nn.Module, masks: list[torch.Tensor]) -> None:
@@ -65,7 +71,7 @@ def _copy_conv(dst: nn.Conv2d, src: nn.Conv2d, keep_out: torch.Tensor, keep_in: 
 
 
 def _prune_vgg(model: VGG, masks, num_classes: int) -> VGG:
-    new = VGG(pruned_cfg(model, masks), num_classes)
+    new = build_model(model_name(model), num_classes, cfg=pruned_cfg(model, masks))
     keep_in = torch.arange(3)
     convs_old = [m for m in model.features if isinstance(m, nn.Conv2d)]
     convs_new = [m for m in new.features if isinstance(m, nn.Conv2d)]
@@ -80,7 +86,7 @@ def _prune_vgg(model: VGG, masks, num_classes: int) -> VGG:
 
 
 def _prune_preresnet(model: PreResNet, masks, num_classes: int) -> PreResNet:
-    new = PreResNet(model.depth, num_classes, model.width, pruned_cfg(model, masks))
+    new = build_model(model_name(model), num_classes, depth=model.depth, width=model.width, cfg=pruned_cfg(model, masks))
     new.conv1.weight.data.copy_(model.conv1.weight.data)
     for i, (bo, bn) in enumerate(zip(model.blocks, new.blocks)):
         m1, m2, m3 = (_idx(m) for m in masks[3 * i:3 * i + 3])
@@ -101,10 +107,58 @@ def _prune_preresnet(model: PreResNet, masks, num_classes: int) -> PreResNet:
     return new
 
 
+def _vgg_consumers(model: VGG) -> list[tuple[int, nn.Module]]:
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    return list(enumerate(convs[1:] + [model.classifier]))
+
+
+def _preresnet_consumers(model: PreResNet) -> list[tuple[int, nn.Module]]:
+    index = {id(b): i for i, b in enumerate(bn_layers(model))}
+    return [pair for b in model.blocks for pair in ((index[id(b.bn2)], b.conv2), (index[id(b.bn3)], b.conv3))]
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """How a model family is channel-pruned (``bn``, ``bnlive``, ``thinet``).
+
+    ``cfg(model, kept counts per BN) -> cfg``; ``build(model, masks, classes)``: the pruned copy with
+    its kept weights; ``zeroes_emptied``: an emptied BN keeps one channel with gamma = beta = 0
+    (residual: the block keeps its shortcut) rather than a live one (plain chain; module
+    docstring); ``consumers(model)``: ``(bn index, next conv or Linear)`` for each BN whose
+    channels can be removed (ThiNet); ``source``: the official file the rule follows.
+    """
+
+    cfg: Callable[[nn.Module, list[int]], list]
+    build: Callable[[nn.Module, list, int], nn.Module]
+    zeroes_emptied: bool
+    consumers: Callable[[nn.Module], list]
+    source: str
+
+
+#: One rule per family (``methods.models.ModelEntry.family``); a plug-in model of family "vgg"
+#: (a ``VGG`` with its own cfg) is pruned like EB's VGG16.
+CHANNEL_RULES: dict[str, ChannelRule] = {
+    "vgg": ChannelRule(_vgg_cfg, _prune_vgg, False, _vgg_consumers, "EB vggprune.py"),
+    "preresnet": ChannelRule(_preresnet_cfg, _prune_preresnet, True, _preresnet_consumers, "EB resprune.py"),
+}
+
+
+def rule_of(model: nn.Module) -> ChannelRule:
+    """The channel-pruning rule of ``model``'s family.
+
+    Raises:
+        TypeError: a network not built by the registry, or a family without a channel rule.
+    """
+    fam = family(model)
+    if fam not in CHANNEL_RULES:
+        raise TypeError(f"no channel-pruning rule for {model_name(model)} (family {fam!r}; rules: {sorted(CHANNEL_RULES)})")
+    return CHANNEL_RULES[fam]
+
+
 def zeroes_emptied(model: nn.Module) -> bool:
     """Whether an emptied BN layer of ``model``'s family is built as a zeroed channel (residual
     PreResNet: the block keeps its shortcut) rather than a live one (plain VGG; module docstring)."""
-    return isinstance(model, PreResNet)
+    return rule_of(model).zeroes_emptied
 
 
 def prune_channels(model: nn.Module, masks: list[torch.Tensor], num_classes: int,
@@ -121,10 +175,7 @@ def prune_channels(model: nn.Module, masks: list[torch.Tensor], num_classes: int
     Raises:
         TypeError: a model family without a pruning rule.
     """
+    rule = rule_of(model)
     model = copy.deepcopy(model).cpu()
     zero_pruned_bn(model, [torch.zeros_like(m) if i in zeroed else m for i, m in enumerate(masks)])
-    if isinstance(model, VGG):
-        return _prune_vgg(model, masks, num_classes)
-    if isinstance(model, PreResNet):
-        return _prune_preresnet(model, masks, num_classes)
-    raise TypeError(f"no channel-pruning rule for {type(model).__name__}")
+    return rule.build(model, masks, num_classes)

@@ -23,6 +23,7 @@ methods serve the lottery stage (``methods.lottery``), the EB ones the retrainin
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,17 +35,19 @@ from .data import Split, normalize
 from .eb import channel_mask, emptied_layers, layer_masks
 from .flops import complexity
 from .l1 import VARIANTS, l1_masks, prune_filters
-from .models import model_name
-from .prune import prune_channels, zeroes_emptied
+from .models import MODELS, family, model_name
+from .prune import CHANNEL_RULES, prune_channels, zeroes_emptied
 from .thinet import SAMPLE_IMAGES, layer_pairs, thinet_prune
 from .unstructured import apply_masks, global_magnitude_masks, snip_masks
 
 #: SNIP's one mini-batch on CIFAR (Lee et al. 2019, section 5; REFERENCE.md section 7).
 SNIP_BATCH = 128
-#: Models with a channel-pruning rule: EB's VGG16 and PreResNet-101 (``methods/prune.py``,
-#: ``methods/thinet.py``; EB ``vggprune.py``/``resprune.py``). L1's are its variants' (``methods.l1.VARIANTS``).
-EB_MODELS = ("vgg16", "preresnet101")
+#: Families with a channel-pruning rule (``methods.prune.CHANNEL_RULES``: EB ``vggprune.py``/``resprune.py``).
+#: L1's models are its variants' (``methods.l1.VARIANTS``).
+CHANNEL_FAMILIES = tuple(CHANNEL_RULES)
 L1_MODELS = tuple(dict.fromkeys(m for m, _ in VARIANTS))
+#: Method names lead retraining folder names (``p0.5-...`` for bn, ``<method>-p0.5-...`` else).
+NAME = re.compile(r"[a-z]+")
 
 
 @dataclass
@@ -89,6 +92,13 @@ class PruningMethod:
     draw: Callable[..., Ticket]
     kinds: tuple[str, ...] = ("conv", "linear")  # layers a weight mask covers (methods.unstructured.prunable)
     models: tuple[str, ...] | None = None  # registry models it has a rule for (check_supported); None = every one
+    families: tuple[str, ...] | None = None  # or the model families it has a rule for (methods.models.ModelEntry.family)
+
+    def supports(self, model: str) -> bool:
+        """Whether registry model ``model`` has a rule here (``models`` or ``families``; neither: every model)."""
+        if self.models is None and self.families is None:
+            return True
+        return model in (self.models or ()) or (model in MODELS and family(model) in (self.families or ()))
 
 
 def _sample(train: Split, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,16 +154,36 @@ def _convmagnitude(model, gammas, ratio, train, seed, classes) -> Ticket:
 
 PRUNING: dict[str, PruningMethod] = {m.name: m for m in (
     PruningMethod("bn", "channel", False, "Liu et al. 2017 (network slimming); EB main.py, vggprune.py, resprune.py", _bn,
-                  models=EB_MODELS),
+                  families=CHANNEL_FAMILIES),
     PruningMethod("bnlive", "channel", False, "as bn; an emptied layer keeps its largest-|gamma| channel live "
-                  "(option; resprune.py zeroes it)", _bnlive, models=EB_MODELS),
-    PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet, models=EB_MODELS),
+                  "(option; resprune.py zeroes it)", _bnlive, families=CHANNEL_FAMILIES),
+    PruningMethod("thinet", "channel", True, "Luo et al. 2017 (ThiNet); methods/thinet.py", _thinet,
+                  families=CHANNEL_FAMILIES),
     PruningMethod("magnitude", "weight", True, "Han et al. 2015; Frankle & Carbin 2019", _magnitude),
     PruningMethod("snip", "weight", True, "Lee et al. 2019 (SNIP)", _snip),
     PruningMethod("l1", "filter", True, "Li et al. 2017; RT l1-norm-pruning/lottery_*prune.py", _l1, models=L1_MODELS),
     PruningMethod("convmagnitude", "weight", True, "Han et al. 2015; RT weight-level/cifar_prune_iterative.py",
                   _convmagnitude, kinds=("conv",)),
 )}
+
+
+def register_pruning(method: PruningMethod) -> PruningMethod:
+    """Add ``method`` to ``PRUNING`` (a plug-in's method, README "Extending"; ``methods.plugins``).
+    A Table 2 row or lottery table then names it as ``prune:``.
+
+    Raises:
+        ValueError: a name that is not lowercase letters (it leads run folder names), a name
+            registered already, or a granularity other than channel, filter or weight.
+    """
+    if not NAME.fullmatch(method.name):
+        raise ValueError(f"pruning method name {method.name!r} must be lowercase letters only (it leads run folder names)")
+    if method.name in PRUNING:
+        raise ValueError(f"pruning method {method.name!r} is registered already ({PRUNING[method.name].source}); "
+                         "pick another name")
+    if method.granularity not in ("channel", "filter", "weight"):
+        raise ValueError(f"pruning method {method.name!r}: granularity {method.granularity!r} is not channel, filter or weight")
+    PRUNING[method.name] = method
+    return method
 
 
 def get_pruning(name: str) -> PruningMethod:
@@ -163,21 +193,23 @@ def get_pruning(name: str) -> PruningMethod:
         ConfigError: unknown name (the message lists the known ones).
     """
     if name not in PRUNING:
-        raise ConfigError(f"unknown pruning method {name!r}; choose one of {sorted(PRUNING)}")
+        raise ConfigError(f"unknown pruning method {name!r}; choose one of {sorted(PRUNING)} "
+                          "(or register yours: README, Extending)")
     return PRUNING[name]
 
 
 def check_supported(method: str, model: str) -> PruningMethod:
     """The registered method ``method``, checked to have a rule for registry model ``model``
-    (``PruningMethod.models``), so a table specification or a command line asking e.g. ``bn``
-    of ``resnet56`` is refused before anything trains, not as a TypeError after a search.
+    (``PruningMethod.models``/``families``), so a table specification or a command line asking
+    e.g. ``bn`` of ``resnet56`` is refused before anything trains, not as a TypeError after a search.
 
     Raises:
         ConfigError: unknown method, or no rule for ``model`` (the message names the models it prunes).
     """
     m = get_pruning(method)
-    if m.models is not None and model not in m.models:
-        able = sorted(n for n, p in PRUNING.items() if p.models is None or model in p.models)
-        raise ConfigError(f"pruning method {method!r} has no rule for model {model!r} (it prunes {', '.join(m.models)}); "
+    if not m.supports(model):
+        able = sorted(n for n, p in PRUNING.items() if p.supports(model))
+        prunes = [n for n in MODELS if m.supports(n)]
+        raise ConfigError(f"pruning method {method!r} has no rule for model {model!r} (it prunes {', '.join(prunes)}); "
                           f"{model} takes {', '.join(able)}")
     return m

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cells import CELL_TABLES, cells_of, find_cell, load_tables, seed_of
+from .cells import cells_of, find_cell, load_tables, seed_of
+from .tables import TABLES
 from .config import ROOT, load_scale
 from .digest import path_stale_reason
 from .io import CorruptFile, read_json
@@ -72,7 +73,7 @@ def pages_showing(scale: str, runs: list[str], results: str = "results", tables:
     sc, spec = load_scale(scale), load_tables(tables)
     root = f"{arg_path(results)}/{sc.name}"
     wanted = set(runs)
-    return [t for t in CELL_TABLES
+    return [t for t in TABLES
             if any(f"{r.path(root)}/result.json" in wanted for c in cells_of(sc, t, spec) for r in (*c.runs, *c.upstream))]
 
 
@@ -142,13 +143,15 @@ def rerun(table: str, cell_id: str, scale: str, results: str = "results", data_r
     out = {"jobs": job_counts(run.stdout + run.stderr), "runs": [], "why": reasons}
     if dry_run:
         return out
-    from reports.__main__ import main as report
-
     rtree = f"{arg_path(results)}/{scale}"
     extra = ["--tables", arg_path(tables)] if tables else []
+    # The pages through the report command line, as the workflow's report rules build them (methods
+    # never import reports): not as workflow targets, which would train every pending cell of the table.
     for page in (*pages_showing(scale, own, results, tables), "index"):
-        if report([page, "--scale", scale, "--results", str(ROOT / rtree), *extra]) != 0:
-            raise RuntimeError(f"rebuilding the {page} page failed")
+        built = subprocess.run([sys.executable, "-m", "reports", page, "--scale", scale, "--results", str(ROOT / rtree),
+                                *extra], cwd=ROOT, capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(f"rebuilding the {page} page failed: {(built.stdout + built.stderr)[-1000:]}")
     for f in own:
         res = read_json(ROOT / f)
         out["runs"].append({"path": str(Path(ROOT / f).parent), "best_acc": res.get("best_acc"),

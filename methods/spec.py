@@ -14,12 +14,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .config import PAPER_EPOCHS, SCHEDULES, ConfigError, validate
-from .inputs import Number, number
+from .inputs import NAMED_DRAWS, Number, check_draw, check_ratio, number  # noqa: F401 (NAMED_DRAWS: importers)
 from .data import DATASETS
 from .models import MODELS
+from .tables import TABLES
 
 Ratio = Number  # 0.5, 0.50, 5e-1 and YAML 1.1's string "5e-1" are one ratio (methods/inputs.py)
-NAMED_DRAWS = ("final", "best", "eb", "eb_official")
 #: Start weights of a retraining (methods.stages.run_retrain): fresh init, drawn weights, continue
 #: from the draw epoch (EB Train), rewind to theta_0 (LT), continue with a fresh init (main_c.py).
 INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
@@ -47,12 +47,11 @@ class _Spec(BaseModel):
             if bad:
                 raise ValueError(f"unknown {what} {bad[0]!r}; choose from {sorted(known)}")
         elif info.field_name in ("ratio", "ratios"):
-            if any(not 0 < x < 1 for x in values):
-                raise ValueError("pruning ratios must lie in (0, 1)")
+            for x in values:
+                check_ratio(x)
         elif info.field_name in ("draws", "draw"):
-            for d in map(str, values):
-                if d not in NAMED_DRAWS and not (re.fullmatch(r"\d+", str(d)) and int(d) <= PAPER_EPOCHS):
-                    raise ValueError(f"draw {d!r}: a paper-scale epoch 0..{PAPER_EPOCHS} or one of {list(NAMED_DRAWS)}")
+            for d in values:
+                check_draw(d)
         elif any(x <= 0 for x in values):  # lr, lrs, later_lrs
             raise ValueError("learning rates must be positive")
         if info.field_name == "models" and isinstance(v, dict) and any(
@@ -78,8 +77,8 @@ class _Spec(BaseModel):
                 raise ValueError(f"key {k!r}: expected ratios_<model>_<dataset> or absent_<model>_<dataset>")
             if m[1] == "ratios":
                 v = extra[k] = [number(x, k) for x in v]
-            if m[1] == "ratios" and any(not 0 < x < 1 for x in v):
-                raise ValueError(f"{k}={v}: pruning ratios must lie in (0, 1)")
+            for x in v if m[1] == "ratios" else ():
+                check_ratio(x, f"{k}: pruning ratio")
         if extra:
             out["named"] = extra
         return out
@@ -117,11 +116,19 @@ def _precision(v: str) -> str:
 
 
 class Row(_Spec):
+    """A Table 2 row: its ticket (``prune``, ``draw``, ``init``, precisions) and how the page shows
+    it: ``label`` (default: the paper's name of a paper row, else the key) and ``role`` in the
+    "EB Train Improv." row: "baseline" (LT, SNIP, NS, ThiNet), "eb" (EB Train and its variants) or
+    "extra" (a row of yours: shown and costed like the others, outside the Improv. comparison
+    unless you make it a baseline). Default: the paper row's role, else "extra"."""
+
     prune: str
     draw: str | int
     init: Literal[INITS]
     search_precision: str = "fp32"
     precision: str = "fp32"
+    label: str | None = None
+    role: Literal["baseline", "eb", "extra"] | None = None
 
     _precisions = field_validator("search_precision", "precision")(classmethod(lambda cls, v: _precision(v)))
 
@@ -193,21 +200,21 @@ class Lottery(_Spec):
     arms: list[Literal["winning", "random"]]
 
 
-SCHEMA = {"table1": Table1, "table4": Table4, "table2": Table2, "figure1": Figure1, "figure2": Figure1,
-          "figure3": Figure3, "figure5": Figure5, "table8": Lottery, "table9": Lottery}
+def bn_prunes(block: dict) -> list[tuple[str, str, str]]:
+    """(field, method, model) of every pruning a table asks for (``TableDef.prunes``): the EB
+    tables and figures prune by BN |gamma| (``methods.cells.RetrainRun.prune``; Figure 5 prices
+    BN-pruned architectures); Figure 3 only compares BN masks and prunes nothing (no rule)."""
+    return [("models", "bn", m) for m in block["models"]]
 
 
-def _pruned_models(name: str, table: dict) -> list[tuple[str, str, str]]:
-    """(field, pruning method, model) of every pruning a table asks for: the EB tables and
-    figures prune by BN |gamma| (``methods.cells.RetrainRun.prune``; Figure 5 prices BN-pruned
-    architectures), Table 2 by each row's method, RT Tables 8/9 by their ``prune``; Figure 3
-    only compares BN masks and prunes nothing."""
-    models = list(table["models"])
-    if name == "table2":
-        return [(f"rows.{row}.prune", r["prune"], m) for row, r in table["rows"].items() for m in models]
-    if name in ("table8", "table9"):
-        return [("prune", table["prune"], m) for m in models]
-    return [] if name == "figure3" else [("models", "bn", m) for m in models]
+def row_prunes(block: dict) -> list[tuple[str, str, str]]:
+    """Table 2: each row's method on every model."""
+    return [(f"rows.{row}.prune", r["prune"], m) for row, r in block["rows"].items() for m in block["models"]]
+
+
+def lottery_prunes(block: dict) -> list[tuple[str, str, str]]:
+    """RT Tables 8 and 9: the table's ``prune`` on every model."""
+    return [("prune", block["prune"], m) for m in block["models"]]
 
 
 def check_tables(spec: dict, where: str) -> dict:
@@ -225,18 +232,19 @@ def check_tables(spec: dict, where: str) -> dict:
 
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected a mapping of tables, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - set(SCHEMA))
+    unknown = sorted(set(spec) - set(TABLES))
     if unknown:  # a table left out is simply not built (a trimmed tables= copy); a misspelt one would be lost
-        raise ConfigError(f"{where}: unknown table(s) {unknown}; the tables are {sorted(SCHEMA)}")
+        raise ConfigError(f"{where}: unknown table(s) {unknown}; the tables are {sorted(TABLES)} "
+                          "(a plug-in's tables need its module in the plugins config key)")
     out = {}
-    for name, cls in SCHEMA.items():
+    for name, t in TABLES.items():
         if name not in spec:
             continue
         if not isinstance(spec[name], dict):
             raise ConfigError(f"{where} {name}: expected a mapping of keys, got {spec[name]!r}")
-        table = validate(cls, spec[name], f"{where} {name}")
+        table = validate(t.get("schema"), spec[name], f"{where} {name}")
         out[name] = {**spec[name], **table.model_dump(exclude={"named"}, exclude_unset=True), **getattr(table, "named", {})}
-        for field, method, model in _pruned_models(name, out[name]):
+        for field, method, model in (t.get("prunes")(out[name]) if t.prunes else ()):
             try:
                 check_supported(method, model)
             except ConfigError as e:

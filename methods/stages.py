@@ -20,7 +20,7 @@ from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
 from .io import load_torch, remove_checkpoint, read_json, save_npz, save_torch, write_json
 from .lowp import mac_bits
-from .models import build_model
+from .models import build_model, knobs_at
 from .prune import prune_channels, pruned_cfg
 from .provenance import provenance
 from .spec import INITS
@@ -45,7 +45,13 @@ PAPER_TRAIN_IMAGES = 50_000
 _TORCH_THREADS = torch.get_num_threads()
 
 
-def _setup(scale: Scale, dataset: str, data_root: str, download: bool):
+def prepare(scale: Scale, dataset: str, data_root: str, download: bool):
+    """Threads and FP32 maths for ``scale``; returns ``(device, classes, train, test)``, the scale's
+    subsets of ``dataset`` on the device (read once per process). Every stage starts here.
+
+    Raises:
+        methods.data.DatasetError: the data root lacks the dataset (and ``download`` is off).
+    """
     torch.set_num_threads(scale.threads or _TORCH_THREADS)
     # FP32 as in the original runs: TF32 convolutions could reorder gammas near the threshold.
     torch.backends.cudnn.allow_tf32 = False
@@ -66,11 +72,19 @@ def _device_data(data_root: str, dataset: str, download: bool, train_images, tes
             balanced_subset(test, test_images, classes).to(dev))
 
 
-def _run_config(scale: Scale, model: str, dataset: str, milestones: list[int], lrs: list[float], seed: int,
-                data_root: str, download: bool, **extra) -> RunConfig:
-    if model not in scale.models:
-        raise ConfigError(f"model {model!r} has no entry in scale {scale.name!r}; known: {sorted(scale.models)}")
-    fields = dict(model=model, knobs=scale.models[model], dataset=dataset, seed=seed, epochs=scale.epochs,
+def run_config(scale: Scale, model: str, dataset: str, milestones: list[int], lrs: list[float], seed: int,
+               data_root: str, download: bool, **extra) -> RunConfig:
+    """The validated ``RunConfig`` of one training at ``scale`` (milestones in epochs at this scale,
+    one LR per phase); ``extra`` adds or overrides fields (RT: batch size, sparsity).
+
+    Raises:
+        ConfigError: a model with no knobs at this scale, or a bad field.
+    """
+    knobs = knobs_at(model, scale)
+    if knobs is None:
+        raise ConfigError(f"model {model!r} has no entry in scale {scale.name!r} (known: {sorted(scale.models)}); add "
+                          f"models.{model} to its scale file or give register_model(..., scales={{{scale.name!r}: {{...}}}})")
+    fields = dict(model=model, knobs=knobs, dataset=dataset, seed=seed, epochs=scale.epochs,
                   batch_size=scale.batch_size, test_batch_size=scale.test_batch_size, train_images=scale.train_images,
                   test_images=scale.test_images, milestones=milestones, lrs=lrs, data_root=str(data_root),
                   download=download, device=scale.device, threads=scale.threads, autocast=scale.autocast,
@@ -96,7 +110,7 @@ def _bits(cfg: dict) -> int:
     return charged_bits(mac_bits(Precision(**lp) if lp else None))
 
 
-def _summary(log: list[dict]) -> dict:
+def accuracy_summary(log: list[dict]) -> dict:
     """``best_acc`` (%): the best test accuracy of the trained network over epochs (EB
     ``main_c_lp.py`` prints it as "Best accuracy"); ``swa_acc``: the last SWA evaluation
     (its "SWA accuracy"), None without SWA."""
@@ -120,9 +134,9 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     digest_inputs = dg.search_inputs(scale, model, dataset, sched, lr, seed, lrs, precision)
     if (done := dg.current(out, digest_inputs)) is not None:
         return done
-    cfg = _run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
+    cfg = run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
                       precision=scaled_precision(precision, scale))
-    dev, classes, train, test = _setup(scale, dataset, data_root, download)
+    dev, classes, train, test = prepare(scale, dataset, data_root, download)
     torch.manual_seed(seed)
     net = build_model(model, classes, **cfg.knobs)
     if not (out / "snapshots" / "epoch0.pt").is_file():
@@ -151,11 +165,11 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     eb = {str(p): {rule: detect_eb(h, rule) for rule in EB_RULES} for p, h in history.items()}
     cx = complexity(res["model"])
     result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision,
-              "log": res["log"], **_summary(res["log"]),
+              "log": res["log"], **accuracy_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
               "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
-    result["energy"] = {"measured_j": _measured(res["log"]), **meter.describe(),
+    result["energy"] = {"measured_j": measured_energy_j(res["log"]), **meter.describe(),
                         "modelled_j": modelled_energy_j(result["train_flops"], _bits(result["config"])),
                         "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
@@ -266,7 +280,8 @@ def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.
     return rewind(ticket.model, _snapshot(search_dir, 0), ticket.weight_masks, kinds)
 
 
-def _measured(rows: list[dict]) -> float | None:
+def measured_energy_j(rows: list[dict]) -> float | None:
+    """Joules a meter measured over the epochs ``rows`` (a result's ``log``); None if any epoch has none."""
     values = [r.get("energy_j") for r in rows]
     return None if any(v is None for v in values) else float(sum(values))
 
@@ -336,7 +351,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         write_json(out / "result.json", result)
         dg.finish(out, digest_inputs)
         return result
-    dev, classes, train, test = _setup(scale, scfg["dataset"], data_root, download)
+    dev, classes, train, test = prepare(scale, scfg["dataset"], data_root, download)
     meter = EnergyMeter(dev)
     meter.begin("prune")
     ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
@@ -359,7 +374,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     else:
         milestones, lrs = schedule(sched, lr, scale, lrs)
     arch = pruned_cfg(dense, ticket.channel_masks) if ticket.channel_masks is not None else None
-    cfg = _run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
+    cfg = run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
                       start_epoch=start, precision=lp)
     dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)
@@ -377,15 +392,15 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     paper = cell_training_flops(dense_cx["flops_paper"], cx["flops_paper"], epoch, cfg.epochs - start, n, prune_paper)
     paper_nz = cell_training_flops(dense_cx["flops_paper"], cx["flops_paper_nonzero"], epoch, cfg.epochs - start, n,
                                    prune_paper)
-    search_energy = _measured(search["log"][:epoch])
-    retrain_energy = _measured(res["log"])
+    search_energy = measured_energy_j(search["log"][:epoch])
+    retrain_energy = measured_energy_j(res["log"])
     sbits, rbits = _bits(scfg), _bits(cfg.model_dump())
     modelled = {"modelled_search_j": modelled_energy_j(cost["search"], sbits),
                 "modelled_prune_j": modelled_energy_j(cost["prune"], 32),
                 "modelled_retrain_j": modelled_energy_j(cost["retrain"], rbits), "bits_search": sbits, "bits_retrain": rbits}
     modelled["modelled_j"] = modelled["modelled_search_j"] + modelled["modelled_prune_j"] + modelled["modelled_retrain_j"]
     measured = None if None in (search_energy, retrain_energy, prune_energy) else search_energy + retrain_energy + prune_energy
-    result = {**base, "config": cfg.model_dump(), "log": res["log"], **_summary(res["log"]),
+    result = {**base, "config": cfg.model_dump(), "log": res["log"], **accuracy_summary(res["log"]),
               "search_best_acc": search["best_acc"], "draw_epoch": epoch, "granularity": method.granularity,
               "ticket": report,
               "complexity": {k: cx[k] for k in ("macs", "flops", "params", "macs_nonzero", "flops_nonzero",

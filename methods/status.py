@@ -14,7 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .cells import CELL_TABLES, Cell, cells_of
+from .cells import Cell, cells_of
+from .tables import TABLES
 from .digest import path_stale_reason
 from .io import CorruptFile, read_json
 
@@ -53,9 +54,10 @@ def cell_state(cell: Cell, results: str, **kw) -> str:
     return next((s for s in ("failed", "stale", "running") if s in states), "missing")
 
 
-def table_status(scale, results: str, spec: dict, tables=CELL_TABLES, **kw) -> dict[str, Counter]:
+def table_status(scale, results: str, spec: dict, tables=None, **kw) -> dict[str, Counter]:
     """``{table: Counter(state -> cells)}`` for the tables in ``spec``; ``results`` is the scale's tree."""
-    return {t: Counter(cell_state(c, results, scale=scale, **kw) for c in cells_of(scale, t, spec)) for t in tables if t in spec}
+    return {t: Counter(cell_state(c, results, scale=scale, **kw) for c in cells_of(scale, t, spec))
+            for t in (TABLES if tables is None else tables) if t in spec}
 
 
 def format_status(counts: dict[str, Counter]) -> str:

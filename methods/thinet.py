@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .eb import bn_layers
-from .models import PreResNet, VGG
+from .prune import rule_of
 from .unstructured import removed_count
 
 #: Training images sampled per layer and (d, position) samples per image; the ICCV code uses
@@ -84,22 +84,12 @@ def lstsq_scale(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def layer_pairs(model: nn.Module) -> list[tuple[int, nn.Module]]:
     """``(bn index, next layer)`` for every prunable layer: the BN whose channels are removed and
-    the conv or Linear whose input channels they are.
+    the conv or Linear whose input channels they are (the family's ``methods.prune.CHANNEL_RULES``).
 
     Raises:
-        TypeError: a model family without a ThiNet rule.
+        TypeError: a model family without a channel-pruning rule.
     """
-    bns = bn_layers(model)
-    index = {id(b): i for i, b in enumerate(bns)}
-    if isinstance(model, VGG):
-        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-        return [(i, nxt) for i, nxt in enumerate(convs[1:] + [model.classifier])]
-    if isinstance(model, PreResNet):
-        out = []
-        for b in model.blocks:
-            out += [(index[id(b.bn2)], b.conv2), (index[id(b.bn3)], b.conv3)]
-        return out
-    raise TypeError(f"no ThiNet rule for {type(model).__name__}")
+    return rule_of(model).consumers(model)
 
 
 @torch.no_grad()

@@ -45,6 +45,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .flops import complexity
+from .models.init import he_normal_
+from .inputs import check_ratio
 
 #: Layer kinds a mask can cover; "conv" is Conv2d only (RT ``cifar_prune_iterative.py``).
 KINDS: dict[str, type[nn.Module]] = {"conv": nn.Conv2d, "linear": nn.Linear}
@@ -96,8 +98,7 @@ def refresh_weights(model: nn.Module) -> nn.Module:
 def removed_count(ratio: float, n: int) -> int:
     """floor(ratio * n) with ``ratio`` read as the decimal it was written as: 0.7 of 90 is 63,
     where float arithmetic gives 62.99999999999999 -> 62."""
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"pruning ratio must lie in (0, 1), got {ratio}")
+    check_ratio(ratio)
     return math.floor(Fraction(repr(float(ratio))) * n)
 
 
@@ -284,8 +285,7 @@ def rescaled_he_(model: nn.Module, masks: list[torch.Tensor], kinds=("conv",)) -
         w = module.weight_orig if hasattr(module, "weight_orig") else module.weight
         kept = int(mask.sum())
         if kept:
-            n = kept / w.shape[1]  # = k*k*out * density
-            w.normal_(0.0, math.sqrt(2.0 / n))
+            he_normal_(w, kept / w.shape[1])  # n = k*k*out * density
     return refresh_weights(model)
 
 

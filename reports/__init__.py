@@ -6,5 +6,10 @@ atomically: ``tables/*.csv`` for machines, ``report/*.html`` (+ ``.png``) for pe
 HTML is self-contained (inline CSS, no scripts, no remote URLs) so it opens from the file system.
 """
 
-#: Page names accepted by ``python -m reports``; the Snakefile depends on their outputs.
-PAGES = ("table1", "table2", "table4", "figure1", "figure2", "figure3", "figure5", "table8", "table9", "fidelity", "claims", "index")
+from methods.tables import OTHER_PAGES, TABLES
+
+
+def pages() -> list[str]:
+    """Page names accepted by ``python -m reports``: every registered table (``methods.tables``,
+    plug-ins included), then the fidelity, claims and index pages; the Snakefile depends on their outputs."""
+    return [*TABLES, *OTHER_PAGES]

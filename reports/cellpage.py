@@ -17,14 +17,15 @@ from methods.cells import Cell, cells_of, seed_of
 from methods.config import RunConfig, Scale
 from methods.rerun import arg_path, command
 from methods.status import run_state
+from methods.tables import TABLES
 
 from . import common
 from .common import Run, load_run, provenance, rel, render, scale_note
 from .io import write_figure, write_text
 
-TITLES = {"table1": "EB Table 1", "table2": "EB Table 2", "table4": "EB Table 4", "table8": "RT Table 8",
-          "table9": "RT Table 9", "figure1": "EB Figure 1", "figure2": "EB Figure 2", "figure3": "EB Figure 3",
-          "figure5": "EB Figure 5"}
+def title(table: str) -> str:
+    """A registered table's printed name ("EB Table 1"; ``methods.tables.TableDef.title``)."""
+    return TABLES[table].title
 
 
 def page_path(results, table: str, slug: str) -> Path:
@@ -158,9 +159,9 @@ def build(scale: Scale, results: str, cell: Cell, data_root: str | None = None, 
     cmd = command(cell.table, cell.id, scale.name, arg_path(Path(results).parent), data, tables=common.TABLES_PATH)
     seeds = sorted({seed_of(r) for r in cell.runs})
     fields = dataclasses.asdict(cell.runs[0])
-    html = render("cell.html", title=f"{TITLES[cell.table]} cell {cell.id}", scale=scale, root="../../",
+    html = render("cell.html", title=f"{title(cell.table)} cell {cell.id}", scale=scale, root="../../",
                   prov=provenance(own + list(ups.values()), data_root), scale_note=scale_note(scale), cell=cell,
-                  table_title=TITLES[cell.table], table_page=f"../../{cell.table}.html", fields=_flatten(fields),
+                  table_title=title(cell.table), table_page=f"../../{cell.table}.html", fields=_flatten(fields),
                   seeds=seeds, rows=[_row(s, r, here) for s, r in zip(cell.runs, own)],
                   upstream=[_row(s, r, here) for s, r in ups.items()], png=png.name if has_png else None,
                   command=cmd, seed_command=f"{cmd} --seed {seeds[0]}", summary=summary or {},

@@ -7,60 +7,23 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Mapping
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
 from methods.config import PAPER_EPOCHS, Scale
-from methods.digest import path_stale_reason
-from methods.io import CorruptFile, read_json
+from methods.io import CorruptFile, read_json  # noqa: F401 (pages import them from here)
+from methods.results import Run, load_run  # noqa: F401 (the pages read runs through here)
+from methods.models import MODELS
+from methods.tables import TABLES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: The ``--tables`` file the pages are built from (None: benchmarks/tables.yaml); cell pages
 #: print it in their rerun command. Set by ``python -m reports``.
 TABLES_PATH: str | None = None
-
-
-@dataclass
-class Run:
-    """One expected run folder and, when done, its parsed ``result.json``."""
-
-    path: Path
-    result: dict | None = None
-    status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "corrupt", "scale mismatch", "stale: why"
-
-    @property
-    def done(self) -> bool:
-        return self.result is not None
-
-
-def load_run(path, scale: Scale) -> Run:
-    """Read ``path/result.json``; a missing file means pending, never an error.
-
-    A result written at another scale is set aside (status "scale mismatch"), so a results tree
-    reused across scales cannot silently mix 16-epoch and 160-epoch numbers into one cell; so is
-    a stale one (status "stale: <what changed>", ``methods.digest``): its config digest is not
-    what the current scale file and precisions give the run (a result without a digest, made
-    before digests, is judged by its recorded config), so its number is never shown as done.
-    """
-    path = Path(path)
-    f = path / "result.json"
-    if not f.is_file():
-        return Run(path, None, "pending (checkpoint present)" if (path / "ckpt.pt").is_file() else "pending")
-    try:
-        res = read_json(f)
-    except (OSError, CorruptFile) as e:  # truncated, damaged (checksum) or unreadable: never shown as a number
-        print(f"warning: {str(e).split(';')[0]}; shown as pending", file=sys.stderr)
-        return Run(path, None, "corrupt")
-    if res.get("scale") not in (None, scale.name):
-        return Run(path, None, f"scale mismatch ({res.get('scale')})")
-    if (why := path_stale_reason(path, res, scale)) is not None:
-        return Run(path, None, f"stale: {why}")
-    return Run(path, res, "done")
 
 
 def stats(values: list[float]) -> dict:
@@ -240,7 +203,22 @@ def f_schedule(s: str) -> str:
 
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-MODEL_NAMES = {"vgg16": "VGG16", "preresnet101": "PreResNet-101"}
+
+
+class _ModelNames(Mapping):
+    """Registry name -> the name pages print (``methods.models.ModelEntry.display``; plug-ins included)."""
+
+    def __getitem__(self, name: str) -> str:
+        return MODELS[name].display
+
+    def __iter__(self):
+        return iter(MODELS)
+
+    def __len__(self) -> int:
+        return len(MODELS)
+
+
+MODEL_NAMES = _ModelNames()
 
 
 def env() -> jinja2.Environment:
@@ -260,3 +238,32 @@ def env() -> jinja2.Environment:
 
 def render(template: str, **ctx) -> str:
     return env().get_template(template).render(**ctx)
+
+
+def index_entry(table: str, done: int, total: int, runs_done, runs_total, unit: str = "cells",
+                compared: dict | None = None) -> dict:
+    """One line of the index for registered table ``table`` (``methods.tables.TABLES``: its title
+    and what it shows); ``compared``: a table summary's distance to the paper (``completeness``)."""
+    t = TABLES[table]
+    e = {"name": t.title, "file": f"{table}.html", "what": t.what, "unit": unit, "done": done, "total": total,
+         "runs_done": runs_done, "runs_total": runs_total, "mean_abs_diff": None, "n_compared": 0,
+         "csv": f"../tables/{table}.csv"}
+    if compared:
+        e.update(mean_abs_diff=compared["mean_abs_diff"], n_compared=compared["n_compared"], n_inside=compared["n_inside"])
+    return e
+
+
+def table_index_entry(table: str, sm: dict, unit: str = "cells") -> dict:
+    """``index_entry`` from a table summary (``completeness``: cells and runs done, distance to the paper)."""
+    return index_entry(table, sm["cells_done"], sm["cells_total"], sm["runs_done"], sm["runs_total"], unit, sm)
+
+
+def generic_index_entry(scale: Scale, results: str, spec: dict, table: str) -> tuple[dict, list]:
+    """The index line of a table without its own (a plug-in's): cells whose runs are all done."""
+    from methods.cells import cells_of
+
+    cells = cells_of(scale, table, spec)
+    runs = {c.id: [load_run(r.path(results), scale) for r in c.runs] for c in cells}
+    every = [r for rs in runs.values() for r in rs]
+    return (index_entry(table, sum(all(r.done for r in rs) for rs in runs.values()), len(cells),
+                        sum(r.done for r in every), len(every)), every)

@@ -22,7 +22,7 @@ from methods.config import PAPER_EPOCHS, Scale
 from . import cellpage
 from .common import (DATASET_NAMES, MODEL_NAMES, load_run, mean_of, old_flops, paper_flops, provenance, render,
                      scale_note, stats)
-from .common import ticket_flag
+from .common import index_entry as index_entry_of, ticket_flag
 from .io import publish
 
 COLUMNS = ["model", "dataset", "ratio", "draw", "draw_epoch", "n_runs", "n_expected", "acc_mean", "acc_min", "acc_max",
@@ -197,3 +197,10 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     cellpage.build_all(scale, results, figure, spec, data_root,
                        {p["id"]: {"ours": p["acc_mean"]} for p in df.to_dict("records")})
     return summary(df)
+
+
+def index_entry(scale: Scale, results: str, spec: dict, figure: str = "figure1") -> tuple[dict, list]:
+    """The index line (``methods.tables.TableDef.index``): points done, and the runs read."""
+    df, runs = collect(scale, results, spec, figure)
+    sm = summary(df)
+    return index_entry_of(figure, sm["points_done"], sm["points_total"], sm["runs_done"], sm["runs_total"], "points"), runs

@@ -17,3 +17,7 @@ summary = figure1.summary
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
     """Write ``tables/figure2.csv``, ``report/figure2.png`` and ``report/figure2.html``."""
     return figure1.build(scale, results, data_root, spec, "figure2")
+
+
+def index_entry(scale: Scale, results: str, spec: dict):
+    return figure1.index_entry(scale, results, spec, "figure2")

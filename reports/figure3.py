@@ -22,7 +22,7 @@ from methods.config import Scale
 from methods.eb import detect_eb, distance_matrix, masks_from_gammas
 
 from . import cellpage
-from .common import MODEL_NAMES, DATASET_NAMES, load_run, provenance, render, scale_note
+from .common import MODEL_NAMES, DATASET_NAMES, index_entry as index_entry_of, load_run, provenance, render, scale_note
 from .io import publish
 
 EPS = 0.1  # EB detection threshold, drawn as the contour
@@ -128,3 +128,13 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     publish(results, "figure3", df, plot(mats, scale, spec), html)
     cellpage.build_all(scale, results, "figure3", spec, data_root)
     return summary(rows)
+
+
+def index_entry(scale: Scale, results: str, spec: dict, figure: str = "figure3") -> tuple[dict, list]:
+    """The index line (``methods.tables.TableDef.index``): Figure 3 counts panels (searches x
+    ratios), Figure 5 searches; a search counts once its mask history is written."""
+    runs = [load_run(s.path(results), scale) for s in figure3_searches(scale, spec, figure)]
+    done = sum(r.done and (r.path / "history.npz").is_file() for r in runs)
+    per = len(spec[figure].get("ratios", [])) if figure == "figure3" else 1
+    unit = "panels" if figure == "figure3" else "searches"
+    return index_entry_of(figure, done * per, len(runs) * per, done, len(runs), unit), runs

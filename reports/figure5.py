@@ -19,11 +19,9 @@ import torch
 
 from methods.cells import cells_of, figure3_searches, load_tables
 from methods.config import Scale
-from methods.data import num_classes
-from methods.eb import layer_masks, masks_from_gammas
-from methods.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
-from methods.models import build_model
-from methods.prune import prune_channels, pruned_cfg
+from methods.costcurve import DrawCosts
+from methods.flops import EB_UNIT_FLOPS, cell_training_flops
+from methods.models import knobs_at
 
 from . import cellpage
 from .common import DATASET_NAMES, MODEL_NAMES, absent_page, load_run, provenance, render, scale_note
@@ -44,15 +42,15 @@ def collect(scale: Scale, results: str, spec: dict | None = None):
     """One row per (search, ratio, draw epoch) with the cell's total training FLOPs; and the loaded searches."""
     spec = spec or load_tables()
     s = spec.get("figure5", {})
-    rows, runs, flops_of = [], [], {}
+    rows, runs = [], []
     for search in figure3_searches(scale, spec, "figure5"):
         run = load_run(search.path(results), scale)
         runs.append(run)
         if not run.done or not (run.path / "history.npz").is_file():
             continue
         E = run.result.get("config", {}).get("epochs", scale.epochs)
-        classes = num_classes(search.dataset)
-        dense = build_model(search.model, classes, **run.result.get("config", {}).get("knobs", scale.models.get(search.model, {})))
+        costs = DrawCosts(search.model, run.result.get("config", {}).get("knobs", knobs_at(search.model, scale) or {}),
+                          search.dataset)
         dense_flops = run.result["complexity"]["flops"]
         # official-counter convention; a search written before it falls back to conv + linear throughout (flagged)
         old = "flops_paper" not in run.result["complexity"]
@@ -61,14 +59,9 @@ def collect(scale: Scale, results: str, spec: dict | None = None):
             gammas = torch.from_numpy(h["gammas"])
         for p in s.get(f"ratios_{search.model}_{search.dataset}", s["ratios"]):
             eb = run.result["eb_epochs"].get(str(p), {}).get("paper")
-            masks = masks_from_gammas(gammas, p)
             grid = draw_epochs(scale, s.get("every", 10))
             for t in sorted(set(grid) | ({eb} if eb else set())):
-                per_layer = layer_masks(dense, masks[t], gammas[t])
-                key = (search.model, classes, str(pruned_cfg(dense, per_layer)))
-                if key not in flops_of:  # the architecture alone fixes the FLOPs
-                    flops_of[key] = complexity(prune_channels(dense, per_layer, classes))
-                cx = flops_of[key]
+                cx = costs.pruned(gammas[t], p)
                 retrain = E if s.get("retrain", "full") == "full" else E - t
                 cost = cell_training_flops(dense_flops, cx["flops"], t, retrain, PAPER_IMAGES)
                 paper = cell_training_flops(dense_paper, cx["flops"] if old else cx["flops_paper"], t, retrain, PAPER_IMAGES)
@@ -154,3 +147,10 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     publish(results, "figure5", df, plot(df, scale, spec), html)
     cellpage.build_all(scale, results, "figure5", spec, data_root)
     return summary(df, runs)
+
+
+def index_entry(scale: Scale, results: str, spec: dict):
+    """As Figure 3's, counting searches (``reports.figure3.index_entry``)."""
+    from .figure3 import index_entry as searches_entry
+
+    return searches_entry(scale, results, spec, "figure5")

@@ -19,7 +19,7 @@ from methods.cells import load_tables, lottery_cells
 from methods.config import ROOT, Scale
 
 from . import cellpage
-from .common import bf16, load_run, paper_flops, ticket_flag, provenance, rel, render, scale_note
+from .common import MODEL_NAMES, bf16, table_index_entry, load_run, paper_flops, ticket_flag, provenance, rel, render, scale_note
 from .io import write_text
 
 PAPER_CSV = {"table8": ROOT / "benchmarks" / "reference" / "rt_table8.csv",
@@ -27,8 +27,7 @@ PAPER_CSV = {"table8": ROOT / "benchmarks" / "reference" / "rt_table8.csv",
 #: Our registry names of the RT models -> the reference CSVs' model ids.
 PAPER_MODEL = {"vgg16l1": "vgg16", "vgg16bn": "vgg16", "resnet56": "resnet56", "resnet110": "resnet110",
                "resnet50": "resnet50"}
-MODEL_LABEL = {"vgg16l1": "VGG-16", "vgg16bn": "VGG-16", "resnet56": "ResNet-56", "resnet110": "ResNet-110",
-               "resnet50": "ResNet-50"}
+MODEL_LABEL = MODEL_NAMES  # "VGG-16", "ResNet-56" (methods.models)
 #: The paper's conclusion per (table, LR), from its captions: "tie" = the winning ticket brings
 #: no improvement over random init; "winning" = it does (Table 9 (b) only).
 CLAIMS = {("table8", 0.1): "tie", ("table8", 0.01): "tie", ("table9", 0.1): "tie", ("table9", 0.01): "winning"}
@@ -224,3 +223,9 @@ def build(scale: Scale, results: str, table: str, data_root: str | None = None, 
                        {f"{r['id']}/{a}": {"ours": r[f"{a}_mean"], "paper": r[f"paper_{a}_mean"], "diff": r[f"diff_{a}"]}
                         for r in rows for a in ("winning", "random")})
     return summary(rows)
+
+
+def index_entry(scale: Scale, results: str, spec: dict, table: str) -> tuple[dict, list]:
+    """The index line (``methods.tables.TableDef.index``): rows done, and the runs read."""
+    rows, _, runs = collect(scale, results, table, spec)
+    return table_index_entry(table, summary(rows), "rows"), runs

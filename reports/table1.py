@@ -19,7 +19,7 @@ from methods.config import ROOT, Scale
 from . import cellpage
 from .common import (absent_page, bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
                      scale_note, stats)
-from .common import ticket_flag
+from .common import table_index_entry, ticket_flag
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table1.csv"
@@ -133,3 +133,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     cellpage.build_all(scale, results, table, spec, data_root,
                        {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
     return summary(cells)
+
+
+def index_entry(scale: Scale, results: str, spec: dict, table: str = "table1") -> tuple[dict, list]:
+    """The index line (``methods.tables.TableDef.index``) and the runs read."""
+    cells, _, runs = collect(scale, results, spec, table=table)
+    return table_index_entry(table, summary(cells)), runs

@@ -33,7 +33,7 @@ from methods.energy import modelled_energy_j
 from . import cellpage
 from .common import (bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
                      scale_note, stats)
-from .common import ticket_flag
+from .common import table_index_entry, ticket_flag
 from .io import write_text
 
 PAPER_CSV = ROOT / "benchmarks" / "reference" / "eb_table2.csv"
@@ -41,16 +41,37 @@ PAPER_IMPROV_CSV = ROOT / "benchmarks" / "reference" / "eb_table2_improv.csv"
 BASELINES = ("lt_oneshot", "snip", "ns", "thinet")
 EB_ROWS = ("eb_reinit", "eb_train", "eb_lf", "eb_ll")
 ACC_EB_ROWS = ("eb_reinit", "eb_train")
+#: The paper's rows in its order and names; any other row of the specification follows them, named
+#: by its ``label`` (or key) and counted in the Improv. row by its ``role`` (``methods.spec.Row``).
 ROW_NAMES = {"lt_oneshot": "LT (one-shot)", "snip": "SNIP", "ns": "NS", "thinet": "ThiNet",
              "eb_reinit": "EB Train (re-init)", "eb_train": "EB Train", "eb_lf": "EB Train LF (8-bit search)",
              "eb_ll": "EB Train LL (8-bit both)"}
+
+
+def row_role(method: str, row: dict | None = None) -> str:
+    """A row's part in the Improv. row: its ``role`` in the specification, else the paper row's
+    ("baseline" or "eb"), else "extra" (shown and costed, not compared)."""
+    if row and row.get("role"):
+        return row["role"]
+    return "baseline" if method in BASELINES else "eb" if method in EB_ROWS else "extra"
+
+
+def row_label(method: str, row: dict | None = None) -> str:
+    return (row or {}).get("label") or ROW_NAMES.get(method, method)
+
+
+def row_order(spec_t2: dict) -> list[str]:
+    """The rows of the specification (and its ``pending`` ones): the paper's first, in its order, then the others as listed."""
+    names = list(dict.fromkeys([*spec_t2["rows"], *spec_t2.get("pending", [])]))
+    paper = list(ROW_NAMES)
+    return sorted(names, key=lambda m: (paper.index(m) if m in paper else len(paper) + names.index(m)))
 
 COLUMNS = ["model", "dataset", "method", "ratio", "n_runs", "n_expected", "status", "ours_mean", "ours_min", "ours_max",
            "paper", "diff", "final_mean", "flops_paper_units", "flops_paper_nonzero_units", "flops_paper_rel",
            "flops_paper_old", "flops_units", "flops_nonzero_units", "flops_rel", "paper_flops_units",
            "paper_flops_rel", "energy_measured_kj", "energy_modelled_kj", "energy_rel", "paper_energy_kj",
            "paper_energy_rel", "param_reduction", "flop_reduction", "draw_epoch_mean", "granularity", "low_precision",
-           "acc_key", "bf16", "ticket_flag"]
+           "acc_key", "bf16", "ticket_flag", "role"]
 
 
 def _key(model, dataset, method, ratio):
@@ -112,8 +133,10 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
                   if not runs or not any(r.done for r in runs) else
                   "no EB ticket: " + "; ".join(r.result["no_ticket"] for r in runs if r.done and r.result.get("no_ticket"))
                   if not ticket else "done")
+        row = spec_t2["rows"].get(cell.method)
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
+            "label": row_label(cell.method, row), "role": row_role(cell.method, row),
             "n_runs": len(ticket), "n_expected": len(runs), "status": status, "bf16": bf16(runs),
             "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"],
@@ -172,8 +195,8 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
     for c in cells:
         groups.setdefault((c["model"], c["dataset"], c["ratio"]), []).append(c)
     for (model, ds, p), group in groups.items():
-        base = [c for c in group if c["method"] in BASELINES and c["n_runs"]]
-        eb = [c for c in group if c["method"] in EB_ROWS and c["n_runs"]]
+        base = [c for c in group if _role(c) == "baseline" and c["n_runs"]]
+        eb = [c for c in group if _role(c) == "eb" and c["n_runs"]]
         measured = all(not math.isnan(c["energy_measured_kj"]) and not c["low_precision"] for c in base + eb)
         ekey = "energy_measured_kj" if measured and base and eb else "energy_modelled_kj"
         fkey = "flops_paper_units" if all("flops_paper_units" in c for c in base + eb) else "flops_units"
@@ -183,7 +206,8 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
             return fn(c[key] for c in rows) if rows else math.nan
 
         out.append({"model": model, "dataset": ds, "ratio": p,
-                    "acc": best([c for c in eb if c["method"] in ACC_EB_ROWS], "ours_mean", max)
+                    "acc": best([c for c in eb if c["method"] in ACC_EB_ROWS
+                                 or (c["method"] not in EB_ROWS and not c["low_precision"])], "ours_mean", max)
                     - best(base, "ours_mean", max),
                     "flops": best(base, fkey, min) / best(eb, fkey, min),
                     "energy": best(base, ekey, min) / best(eb, ekey, min), "energy_basis": ekey.split("_")[1],
@@ -191,6 +215,10 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
                     "paper_acc": ref.get("acc", math.nan), "paper_flops": ref.get("flops", math.nan),
                     "paper_energy": ref.get("energy", math.nan)})
     return out
+
+
+def _role(c: dict) -> str:
+    return c.get("role") or row_role(c["method"])
 
 
 def summary(cells: list[dict]) -> dict:
@@ -215,8 +243,8 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
         for ds in s["datasets"]:
             ratios = s.get(f"ratios_{model}_{ds}", s["ratios"])
             mine = [c for c in cells if c["model"] == model and c["dataset"] == ds]
-            methods = [m for m in ROW_NAMES if any(c["method"] == m for c in mine)]
-            rows = [{"method": m, "name": ROW_NAMES[m], "cells": [next((c for c in mine if c["method"] == m
+            methods = [m for m in row_order(s) if any(c["method"] == m for c in mine)]
+            rows = [{"method": m, "name": row_label(m, s["rows"].get(m)), "cells": [next((c for c in mine if c["method"] == m
                                                                          and c["ratio"] == p), None) for p in ratios]}
                     for m in methods]
             improv = [next(i for i in imp if i["model"] == model and i["dataset"] == ds and i["ratio"] == p) for p in ratios]
@@ -233,3 +261,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     cellpage.build_all(scale, results, "table2", spec, data_root,
                        {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
     return summary(cells)
+
+
+def index_entry(scale: Scale, results: str, spec: dict) -> tuple[dict, list]:
+    """The index line (``methods.tables.TableDef.index``) and the runs read."""
+    cells, _, runs = collect(scale, results, spec)
+    return table_index_entry("table2", summary(cells)), runs

@@ -17,3 +17,7 @@ summary = table1.summary
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
     """Write ``tables/table4.csv``, ``report/table4.html`` and its cell pages."""
     return table1.build(scale, results, data_root, spec, table="table4")
+
+
+def index_entry(scale: Scale, results: str, spec: dict):
+    return table1.index_entry(scale, results, spec, table="table4")

@@ -17,3 +17,7 @@ def summary(rows: list[dict]) -> dict:
 def build(scale: Scale, results: str, data_root: str | None = None, spec: dict | None = None) -> dict:
     """Write ``tables/table8.csv`` and ``report/table8.html``; return the summary."""
     return lottery.build(scale, results, "table8", data_root, spec)
+
+
+def index_entry(scale: Scale, results: str, spec: dict):
+    return lottery.index_entry(scale, results, spec, "table8")

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from methods.cells import RetrainRun, SearchRun, figure_runs, lottery_runs, table1_cells
+from methods.cells import figure_runs, lottery_runs, table1_cells
 from methods.config import ConfigError, load_scale
 from methods.inputs import parse_bool, workflow_config
 from methods.models import build_model

@@ -320,7 +320,7 @@ def test_index_counts_and_distances_match_the_result_files(built):
             ref = paper[(cell.model, cell.dataset, cell.schedule, cell.draw)]
             diffs.append(abs(sum(accs) / len(accs) - ref))
             inside += min(accs) <= ref <= max(accs)
-    entry = next(p for p in pages(scale, str(built), load_tables())[0] if p["name"] == "Table 1")
+    entry = next(p for p in pages(scale, str(built), load_tables())[0] if p["name"] == "EB Table 1")
     assert (entry["done"], entry["total"], entry["n_compared"], entry["n_inside"]) == (done, 32, len(diffs), inside)
     assert entry["mean_abs_diff"] == pytest.approx(sum(diffs) / len(diffs))
     assert f"{entry['mean_abs_diff']:.2f}" in (built / "report" / "index.html").read_text()

@@ -12,7 +12,7 @@ from methods.l1 import VARIANTS, filter_l1, kept_counts, l1_masks, prune_filters
 from methods.lottery import RANDOM_SEED_OFFSET, run_dense, run_lottery, start_network
 from methods.models import build_model, model_name
 from methods.pruning import get_pruning
-from methods.unstructured import apply_masks, global_magnitude_masks, rescaled_he_, sparsity_report
+from methods.unstructured import rescaled_he_, sparsity_report
 
 
 @pytest.mark.parametrize("name,params,macs", [

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from methods.cells import (CELL_TABLES, cells_of, explicit_lrs, find_cell, parse_retrain, parse_search, table1_cells,
+from methods.tables import TABLES as CELL_TABLES
+from methods.cells import (cells_of, explicit_lrs, find_cell, parse_retrain, parse_search, table1_cells,
                            table4_cells)
 from methods.config import ROOT, ConfigError, RunConfig, load_scale
 from methods.status import cell_state, run_state

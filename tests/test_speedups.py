@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.config import RunConfig, load_scale
-from methods.data import Split, balanced_subset, load_cifar, normalize
+from methods.data import balanced_subset, load_cifar, normalize
 from methods.models import build_model
 from methods.train import evaluate, fit
 

@@ -14,7 +14,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from methods import stages
 from methods.config import load_scale
 from methods.pruning import get_pruning
-from methods.stages import _run_config, _setup, _start_weights, draw_ticket, run_retrain, run_search
+from methods.stages import run_config, prepare, _start_weights, draw_ticket, run_retrain, run_search
 from methods.train import fit
 from methods.unstructured import prunable
 
@@ -34,14 +34,14 @@ def _retrain(tmp_path, search, data_root, prune, draw, init, ratio=0.5):
 def test_lt_mask_stays_exactly_zero_through_every_step_of_retraining(tmp_path, search, data_root):
     """LT: theta_0 under the final weights' magnitude mask, trained with momentum 0.9 and weight decay."""
     tiny = load_scale("tiny")
-    dev, classes, train, test = _setup(tiny, "cifar10", str(data_root), False)
+    dev, classes, train, test = prepare(tiny, "cifar10", str(data_root), False)
     ticket, dense = draw_ticket(search, get_pruning("magnitude"), 0.5, tiny.epochs, False, classes, train, 1)
     net = _start_weights(ticket, "rewind", search, dense, classes, 1)
     theta0 = torch.load(search / "snapshots" / "epoch0.pt", weights_only=True)
     layers = prunable(net)
     first = layers[0][0]
     assert torch.equal(first.weight_orig, theta0["features.0.weight"] * ticket.weight_masks[0])  # rewound survivors
-    cfg = _run_config(tiny, "vgg16", "cifar10", [8, 12], [0.1, 0.01, 0.001], 1, str(data_root), False)
+    cfg = run_config(tiny, "vgg16", "cifar10", [8, 12], [0.1, 0.01, 0.001], 1, str(data_root), False)
     steps = []
     hook = register_optimizer_step_post_hook(
         lambda opt, a, k: steps.append(max(float(m.weight_orig.detach()[~mask].abs().max())
@@ -151,7 +151,7 @@ def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
     from methods.config import ConfigError
 
     tiny = load_scale("tiny")
-    _, classes, train, _ = _setup(tiny, "cifar10", str(data_root), False)
+    _, classes, train, _ = prepare(tiny, "cifar10", str(data_root), False)
     bn = get_pruning("bn")
     ticket, dense = draw_ticket(search, bn, 0.5, 8, True, classes, train, 1)
     trained = {k: v.clone() for k, v in ticket.model.state_dict().items()}

@@ -11,7 +11,7 @@ from torch import nn
 from methods.flops import complexity
 from methods.models import build_model
 from methods.unstructured import (apply_masks, effective_macs, effective_weight, global_magnitude_masks,
-                                  prunable, refresh_weights, remove_masks, rewind, snip_masks, sparsity_report)
+                                  prunable, remove_masks, rewind, snip_masks, sparsity_report)
 
 
 def _two_layer() -> nn.Sequential:

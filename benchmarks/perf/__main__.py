@@ -13,7 +13,6 @@ under ``--out``. The GPU epoch benchmark is ``gpu_epoch.py`` (run it where there
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess

@@ -81,6 +81,8 @@ class PreResNet(nn.Module):
     Input ``(B, 3, 32, 32)``, output logits ``(B, num_classes)``.
     """
 
+    registry_name = "preresnet101"  # as VGG.registry_name
+
     def __init__(self, depth: int = 101, num_classes: int = 10, width: float = 1.0, cfg=None):
         super().__init__()
         self.depth, self.width = depth, width

@@ -12,12 +12,12 @@ L1 architecture (``methods.l1``) is the same class built with a narrower ``cfg``
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .init import he_normal_
 from .vgg import VGG16_CFG, scaled_cfg, vgg_features
 
 #: Initial BatchNorm1d weight of the L1 VGG classifier: "uniform" U(0, 1) is PyTorch <= 1.1's
@@ -27,11 +27,6 @@ BN1D_INITS = ("uniform", "ones")
 #: ``l1-norm-pruning/models/resnet.py`` without its detach), "A_detached" (the official code:
 #: the shortcut is cut from the graph, a PyTorch 0.3 artefact), "conv" (1x1 conv + BN, weight-level family).
 SHORTCUTS = ("A", "A_detached", "conv")
-
-
-def he_normal_(w: torch.Tensor, fan: float) -> None:
-    """``w ~ N(0, sqrt(2 / fan))`` in place (He et al. 2015; ``fan`` = k*k*out or k*k*in)."""
-    nn.init.normal_(w, 0.0, math.sqrt(2.0 / fan))
 
 
 class RTVGG(nn.Module):

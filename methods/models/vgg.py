@@ -42,6 +42,8 @@ class VGG(nn.Module):
     Input ``(B, 3, 32, 32)`` float, output logits ``(B, num_classes)``.
     """
 
+    registry_name = "vgg16"  # build_model sets each instance's; a plug-in VGG of another cfg has its own
+
     def __init__(self, cfg=VGG16_CFG, num_classes: int = 10):
         super().__init__()
         self.cfg = list(cfg)
