@@ -300,3 +300,24 @@ def test_cost_claim_reads_flops_and_modelled_energy_of_every_baseline(tmp_path, 
     assert rows["eb_train / snip FLOPs"]["diff"] == pytest.approx(1 / 3) and rows["eb_train / snip FLOPs"]["ok"] is True
     assert rows["eb_train / snip energy"]["diff"] == pytest.approx(80 / 50) and rows["eb_train / snip energy"]["ok"] is False
     assert v["EB-6c"].verdict == C.FAILS and v["EB-6"].verdict == C.NOT_JUDGED
+
+
+def test_the_committed_mid_evidence_still_reads_as_current():
+    """A results tree written by an earlier commit (benchmarks/evidence/mid, PROVENANCE.md) reads as
+    done, not stale, under today's code: result contents and config digests did not change meaning."""
+    from methods.cells import SearchRun
+    from methods.config import load_scale
+    from methods.results import load_run
+    from methods.verdicts import verdicts
+
+    mid = load_scale("mid")
+    root = ROOT / "benchmarks" / "evidence" / "mid"
+    run = load_run(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1).path(str(root)), mid)
+    assert run.status == "done" and run.result["best_acc"] == pytest.approx(84.15, abs=0.005)
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "benchmarks" / "claims_mid.yaml").read_text())
+    from methods.spec import check_tables
+
+    eb1 = verdicts(mid, str(root), check_tables(spec, "claims_mid.yaml"))[0]["EB-1"]
+    assert any("vgg16-cifar10-80-120-lr0.1-s1" in r["what"] for r in eb1.rows)
