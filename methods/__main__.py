@@ -15,14 +15,15 @@ import warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
 
-from .config import SCHEDULES, ConfigError, load_scale
-from .data import DATASETS, DatasetError, num_classes
-from .inputs import check_draw, check_ratio
-from .plugins import load_configured
-from .preempt import SIGNALS, Preempted, requeue_after_warning
-from .spec import INITS
-from .models import MODELS, build_model, knobs_at
-from .pruning import PRUNING
+# Imported after the filter, which must be in place when these pull in fvcore.
+from .config import SCHEDULES, ConfigError, load_scale  # noqa: E402
+from .data import DATASETS, DatasetError, num_classes  # noqa: E402
+from .inputs import check_draw, check_ratio  # noqa: E402
+from .plugins import load_configured  # noqa: E402
+from .preempt import SIGNALS, Preempted, requeue_after_warning  # noqa: E402
+from .spec import INITS  # noqa: E402
+from .models import MODELS, build_model, knobs_at  # noqa: E402
+from .pruning import PRUNING  # noqa: E402
 
 
 
@@ -96,7 +97,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="dense sparse-BN training with EB mask history")
     s.add_argument("--model", required=True, choices=sorted(MODELS))
     s.add_argument("--dataset", required=True, choices=sorted(DATASETS))
-    s.add_argument("--snapshot-epochs", default="", help="paper-scale epochs whose weights to keep, e.g. 10,20,40,final (or none)")
+    s.add_argument("--snapshot-epochs", default="",
+                   help="paper-scale epochs whose weights to keep, e.g. 10,20,40,final (or none)")
     _common(s)
     r = sub.add_parser("retrain", help="retrain a subnetwork drawn from a search run")
     r.add_argument("--search", required=True, help="output folder of the search run")
@@ -106,7 +108,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fresh init, drawn weights, continue from the draw epoch (EB Train), rewind to theta_0 (LT), "
                    "or continue from the draw epoch with a fresh init (the official head main_c.py)")
     r.add_argument("--prune", default="bn", choices=sorted(set(PRUNING) - {"l1"}),
-                   help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip, convmagnitude (conv weights only)")
+                   help="pruning method: bn (network slimming, EB), thinet, magnitude (LT), snip, "
+                   "convmagnitude (conv weights only)")
     _refuse(r)
     _common(r)
     dn = sub.add_parser("dense", help="RT Tables 8/9: train the dense network, keeping theta_0 and the trained weights")
@@ -125,7 +128,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("batch", help="run several training stages one after another in this process (a grouped job: "
                        "torch and the data are loaded once); each writes its output to its --out folder's log.txt")
     b.add_argument("commands", nargs="+", help="quoted stage command lines, e.g. 'retrain --search S --ratio 0.5 ... --out DIR'")
-    st = sub.add_parser("status", help="cells of each table done, stale (settings changed since), running, missing or failed, from the result files alone")
+    st = sub.add_parser("status", help="cells of each table done, stale (settings changed since), running, missing or failed, "
+                        "from the result files alone")
     st.add_argument("--scale", default="smoke")
     st.add_argument("--results", default="results", help="results root (the workflow's results= key)")
     st.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")

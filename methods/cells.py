@@ -199,7 +199,8 @@ def table2_cells(scale: Scale, spec: dict | None = None) -> list[Table2Cell]:
                 for method, row in s["rows"].items():
                     if method in absent:
                         continue
-                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed, row.get("search_precision", "fp32")),
+                    runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], s["lr"], seed,
+                                                      row.get("search_precision", "fp32")),
                                             p, str(row["draw"]), row["init"], s["schedule"], s["lr"], row["prune"],
                                             row.get("precision", "fp32")) for seed in scale.seeds_for(s["runs"]))
                     cells.append(Table2Cell(model, ds, method, p, runs))

@@ -111,7 +111,8 @@ def eb_early(claim: str, searches: list[dict], c: dict, fig=None) -> Verdict:
                 continue
             steps = t * s["steps_per_epoch"]
             ok = t < s["first_decay"] and steps <= c["max_steps"] and (d is None or d < c["eps"])
-            note = f"epoch {t} = {steps:,} steps, first decay at {s['first_decay']}" + ("" if d is None else f", max later distance {d:.3f}")
+            note = (f"epoch {t} = {steps:,} steps, first decay at {s['first_decay']}"
+                    + ("" if d is None else f", max later distance {d:.3f}"))
             rows.append({"what": what, "text": note, "ok": ok, "eb": t, "steps": steps, "ratio": p, "dist": d,
                          "first_decay": s["first_decay"], "run": s["name"], "cells": s.get("cells", []),
                          "paper": "epochs 10-20 = 1,960-3,920 steps, first decay at 80 (15,680 steps)"})
@@ -193,12 +194,14 @@ def paper_verdicts(cfg: dict | None = None) -> dict[str, Verdict]:
     rows2, rows3 = [], []
     for (m, ds, sched, draw), acc in t1.items():
         if sched == "80-120" and draw in ("10", "20"):
-            rows2.append(pair_row(f"{m} {ds} draw {draw} vs final", paper_stat(acc), paper_stat(t1[m, ds, sched, "final"]), fl, 2))
+            rows2.append(pair_row(f"{m} {ds} draw {draw} vs final", paper_stat(acc),
+                                  paper_stat(t1[m, ds, sched, "final"]), fl, 2))
             rows3.append(pair_row(f"{m} {ds} draw {draw}: [80,120] vs [0,100]", paper_stat(acc),
                                   paper_stat(t1[m, ds, "0-100", draw]), fl, 2))
     for (m, ds, lr, draw), acc in t4.items():
         if lr != 0.1 and draw in ("10", "20"):
-            rows3.append(pair_row(f"{m} {ds} draw {draw}: LR {lr:g} vs 0.1", paper_stat(acc), paper_stat(t4[m, ds, 0.1, draw]), fl, 2))
+            rows3.append(pair_row(f"{m} {ds} draw {draw}: LR {lr:g} vs 0.1", paper_stat(acc),
+                                  paper_stat(t4[m, ds, 0.1, draw]), fl, 2))
     out["EB-2"], out["EB-3"] = compare("EB-2", rows2), compare("EB-3", rows3)
     settings = sorted({(m, ds, p) for (m, ds, _, p) in t2})
     for cid, arm in (("EB-4", "eb_reinit"), ("EB-5", "eb_lf")):
@@ -216,10 +219,12 @@ def paper_verdicts(cfg: dict | None = None) -> dict[str, Verdict]:
                                        float(t2[m, ds, b, p][key])))
     out["EB-6"], out["EB-6c"] = compare("EB-6", rows6), compare("EB-6c", rows6c)
     # EB-7 from Table 2: EB Train (draw at the EB epoch) vs NS (draw at the final epoch, then fine-tune).
-    out["EB-7"] = compare("EB-7", [cost_row(f"{m} {ds} p={p:g}: eb_train / ns FLOPs", float(t2[m, ds, "eb_train", p]["flops_units"]),
+    out["EB-7"] = compare("EB-7", [cost_row(f"{m} {ds} p={p:g}: eb_train / ns FLOPs",
+                                            float(t2[m, ds, "eb_train", p]["flops_units"]),
                                             float(t2[m, ds, "ns", p]["flops_units"])) for m, ds, p in settings])
     t8 = _csv("rt_table8.csv")
-    out["RT-1"] = compare("RT-1", [pair_row(f"LR {r['lr']} {r['pruned_model']}", paper_stat(r["winning_mean"], r["winning_std"], 5),
+    out["RT-1"] = compare("RT-1", [pair_row(f"LR {r['lr']} {r['pruned_model']}",
+                                            paper_stat(r["winning_mean"], r["winning_std"], 5),
                                             paper_stat(r["random_mean"], r["random_std"], 5), fl, 2, "agree") for r in t8])
     out["RT-2"] = compare("RT-2", rt2_rows({(float(r["lr"]), r["model"], float(r["ratio"])):
                                             (paper_stat(r["winning_mean"], r["winning_std"], 5),

@@ -28,7 +28,8 @@ import os
 import sys
 from pathlib import Path
 
-from .cells import DenseRun, LotteryRun, RetrainRun, SearchRun, explicit_lrs, parse_dense, parse_lottery, parse_retrain, parse_search
+from .cells import (DenseRun, LotteryRun, RetrainRun, SearchRun, explicit_lrs, parse_dense, parse_lottery, parse_retrain,
+                    parse_search)
 from .config import Scale, load_precision
 from .io import CorruptFile, finished, read_json, remove_checkpoint, write_text
 from .models import knobs_at
@@ -77,9 +78,10 @@ def _refuse(refuse: bool) -> dict:
 
 def retrain_inputs(scale: Scale, model, upstream: str, ratio, draw, init, schedule, lr, seed, lrs=None, prune="bn",
                    precision="fp32", refuse: bool = False) -> dict:
-    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "retrain", "upstream": upstream, "ratio": float(ratio), "draw": str(draw),
-            "init": init, "schedule": schedule, "lr": float(lr), "lrs": _lrs(lr, lrs), "seed": int(seed), "prune": prune,
-            "precision": precision, "format": _precision(precision, scale.epochs), **_scale_part(scale, model, False)}
+    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "retrain", "upstream": upstream, "ratio": float(ratio),
+            "draw": str(draw), "init": init, "schedule": schedule, "lr": float(lr), "lrs": _lrs(lr, lrs), "seed": int(seed),
+            "prune": prune, "precision": precision, "format": _precision(precision, scale.epochs),
+            **_scale_part(scale, model, False)}
 
 
 def dense_inputs(scale: Scale, model, dataset, schedule, lr, seed) -> dict:
@@ -88,8 +90,8 @@ def dense_inputs(scale: Scale, model, dataset, schedule, lr, seed) -> dict:
 
 
 def lottery_inputs(scale: Scale, model, upstream: str, prune, target, arm, seed, refuse: bool = False) -> dict:
-    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "lottery", "upstream": upstream, "prune": prune, "target": str(target),
-            "arm": arm, "seed": int(seed), **_scale_part(scale, model, True)}
+    return {**_refuse(refuse), "v": DIGEST_VERSION, "stage": "lottery", "upstream": upstream, "prune": prune,
+            "target": str(target), "arm": arm, "seed": int(seed), **_scale_part(scale, model, True)}
 
 
 def digest_of(inputs: dict) -> str:

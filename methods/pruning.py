@@ -19,7 +19,7 @@ retraining stage, not here.
 ``l1`` takes its "ratio" as the architecture variant ("a" or "b": VGG-16-A, ResNet-56-A/B,
 ResNet-110-A/B; ``methods.l1.VARIANTS``); every other method a fraction in (0, 1). The RT
 methods serve the lottery stage (``methods.lottery``), the EB ones the retraining stage.
-"""
+"""  # noqa: E501 (the table's rows cannot wrap)
 from __future__ import annotations
 
 import copy

@@ -194,7 +194,8 @@ def _paper_cost(result: dict) -> None:
 
 
 #: ``no_ticket`` of a disconnected ticket a table specification refuses to train (``refuse_disconnected``).
-REFUSED = "refused: the ticket is disconnected (no path from input to logits) and the table specification sets refuse_disconnected"
+REFUSED = ("refused: the ticket is disconnected (no path from input to logits) and the table specification sets "
+           "refuse_disconnected")
 
 
 class NoTicket(ConfigError):
@@ -333,7 +334,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     if method.granularity == "filter":
         raise ConfigError(f"--prune {prune} picks an RT architecture variant; run it with python -m methods lottery")
     if init == "continuefresh" and method.granularity != "channel":
-        raise ConfigError(f"init=continuefresh re-initialises a pruned architecture; --prune {prune} prunes weights: use fresh or rewind")
+        raise ConfigError(f"init=continuefresh re-initialises a pruned architecture; --prune {prune} prunes weights: "
+                          "use fresh or rewind")
     lp = scaled_precision(precision, scale)  # bad names fail before any work
     if not (search_dir / "result.json").is_file():
         raise FileNotFoundError(f"search run {search_dir} has no result.json: run its search stage first (or fix --search)")
@@ -344,7 +346,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     try:
         epoch = resolve_draw_epoch(draw, scale, search, ratio)
         if init in CONTINUING and draw in ("eb", "eb_official") and epoch >= scale.epochs:
-            raise NoTicket(f"the EB ticket at p={ratio} emerged only at the last epoch ({epoch}): EB Train has nothing left to train")
+            raise NoTicket(f"the EB ticket at p={ratio} emerged only at the last epoch ({epoch}): "
+                           "EB Train has nothing left to train")
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
         result.update(dg.record(digest_inputs))  # methods.digest: what makes it current

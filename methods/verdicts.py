@@ -101,7 +101,8 @@ def _eb7_rows(rd: _Reader, spec: dict, searches: list[dict], ratios) -> list[dic
                 if ep is None:
                     continue
                 cx = costs.pruned(gammas[ep], p)
-                total[when] = cell_training_flops(dflops, cx.get("flops_paper", cx["flops"]), ep, E, 50_000)["total"] / EB_UNIT_FLOPS
+                total[when] = (cell_training_flops(dflops, cx.get("flops_paper", cx["flops"]), ep, E, 50_000)["total"]
+                               / EB_UNIT_FLOPS)
             rows.append(C.cost_row(f"{s['name']} p={p:g}: EB draw / final draw", total.get("eb"), total.get("final"),
                                    cells=[_cell("figure5", f"{s['model']}/{s['dataset']}")]))
     return rows
@@ -123,7 +124,8 @@ def _early(rd, cfg, c, fl, n, other, what, paper, cells) -> dict | None:
     if e is None:
         row = C.pair_row(f"{what} (draw {c.draw})", rd.stat(c.runs), rd.stat(other.runs), fl, n, cells=cells)
         row.update(ok=None, why=f"drawn after {steps:,} SGD steps; the paper's early draws come after "
-                                f"{', '.join(f'{x * 196:,}' for x in cfg['early_draws']['paper'])} (epochs 10, 20): not comparable")
+                                f"{', '.join(f'{x * 196:,}' for x in cfg['early_draws']['paper'])} "
+                                "(epochs 10, 20): not comparable")
         return row
     return C.pair_row(f"{what} (draw {c.draw} = {steps:,} steps ~ paper epoch {e})", rd.stat(c.runs), rd.stat(other.runs), fl, n,
                       paper=paper(str(e)), cells=cells)
@@ -138,7 +140,8 @@ def _table1_rows(rd, spec, fl, n, which, cfg) -> list[dict]:
         if other is None or sched != "80-120":
             continue
         if which == "final":
-            what, paper = f"{m} {ds} early vs final", lambda e: (ref.get((m, ds, "80-120", e)), ref.get((m, ds, "80-120", "final")))
+            what, paper = f"{m} {ds} early vs final", lambda e: (ref.get((m, ds, "80-120", e)),
+                                                                 ref.get((m, ds, "80-120", "final")))
         else:
             what, paper = f"{m} {ds} [80,120] vs [0,100]", lambda e: (ref.get((m, ds, "80-120", e)), ref.get((m, ds, "0-100", e)))
         row = _early(rd, cfg, c, fl, n, other, what, paper, [_cell("table1", c.id), _cell("table1", other.id)])
@@ -161,8 +164,8 @@ def _eb_draw_rows(rd, spec, fl, n) -> list[dict]:
                    if (r["model"], r["dataset"], r["schedule"]) == (c.model, c.dataset, "80-120")}
             eb = next((float(r["acc"]) for r in C._csv("eb_table2.csv") if (r["model"], r["dataset"], r["method"]) ==
                        (c.model, c.dataset, "eb_reinit") and math.isclose(float(r["ratio"]), ratio)), None)
-            rows.append(C.pair_row(f"{c.model} {c.dataset} draw at the EB epoch vs final", rd.stat(c.runs), rd.stat(f.runs), fl, n,
-                                   paper=(eb, ref.get("final")), cells=[_cell("table2", c.id), _cell("table1", f.id)]))
+            rows.append(C.pair_row(f"{c.model} {c.dataset} draw at the EB epoch vs final", rd.stat(c.runs), rd.stat(f.runs),
+                                   fl, n, paper=(eb, ref.get("final")), cells=[_cell("table2", c.id), _cell("table1", f.id)]))
     return rows
 
 
@@ -259,8 +262,8 @@ def verdicts(scale: Scale, results: str, spec: dict | None = None, cfg: dict | N
     for cid, v in out.items():
         v.figure = v.figure or by[cid].get("figure")
         if not v.rows:  # nothing to compare: the specification leaves its tables out
-            v.verdict, v.reason = C.NOT_JUDGED, (f"its cells ({'; '.join(f'{k}: {x}' for k, x in by[cid]['reads'].items())}) are not in this table "
-                                                 "specification; benchmarks/claims_tables.yaml lists them")
+            v.verdict, v.reason = C.NOT_JUDGED, (f"its cells ({'; '.join(f'{k}: {x}' for k, x in by[cid]['reads'].items())}) "
+                                                 "are not in this table specification; benchmarks/claims_tables.yaml lists them")
         elif by[cid].get("needs_learning") and (why := C.not_learned(gates.get(cid, {}), cfg)):
             # near chance, no accuracy comparison means anything; say so first, keep any other reason
             v.reason = why + (f"; also {v.reason}" if v.verdict == C.NOT_JUDGED else "")
@@ -313,4 +316,5 @@ def summary(vs: dict) -> dict:
 def status_line(scale: Scale, results: str, spec: dict | None = None) -> str:
     """``methods status``'s line: "claims: 3 of 10 hold, 1 does not, 6 not judged"."""
     c = summary(verdicts(scale, results, spec)[0])
-    return f"claims: {c['holds']} of {c['total']} hold, {c['does not hold']} do not, {c['not judged']} not judged (report/claims.html)"
+    return (f"claims: {c['holds']} of {c['total']} hold, {c['does not hold']} do not, "
+            f"{c['not judged']} not judged (report/claims.html)")

@@ -1,4 +1,5 @@
-"""Report pages for the reproduction: EB Tables 1, 2 and 4, Figures 1, 2, 3 and 5, RT Tables 8 and 9, a fidelity page, the claims page (each paper conclusion judged at this scale) and an index.
+"""Report pages for the reproduction: EB Tables 1, 2 and 4, Figures 1, 2, 3 and 5, RT Tables 8 and 9, a fidelity page,
+the claims page (each paper conclusion judged at this scale) and an index.
 
 Each page reads the run folders named by ``methods.cells`` under one results tree
 (``results/<scale>``), treats a run without ``result.json`` as pending, and writes its files

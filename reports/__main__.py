@@ -3,9 +3,10 @@
 PAGE is table1, table2, table4, figure1, figure2, figure3, figure5, table8, table9, fidelity, claims, index (or all).
 Outputs, relative to ``--results``: table1 and table4 -> tables/tableN.csv, report/tableN.html; table2 -> tables/table2.csv,
 tables/table2_improv.csv, report/table2.html; figure1 and figure2 -> tables/figureN.csv,
-report/figureN.png, report/figureN.html (figure5 likewise); fidelity -> report/fidelity.html; table8 and table9 -> tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
-(+ tables/figure3.csv); claims -> report/claims.html, tables/claims.csv; index -> report/index.html. Table pages also write their cell pages,
-report/cells/<table>/<cell>.html. Bad input ends with one line on stderr
+report/figureN.png, report/figureN.html (figure5 likewise); fidelity -> report/fidelity.html; table8 and table9 ->
+tables/tableN.csv, report/tableN.html; figure3 -> report/figure3.png, report/figure3.html
+(+ tables/figure3.csv); claims -> report/claims.html, tables/claims.csv; index -> report/index.html. Table pages also write
+their cell pages, report/cells/<table>/<cell>.html. Bad input ends with one line on stderr
 and exit status 2.
 """
 from __future__ import annotations

@@ -117,7 +117,8 @@ def _row(spec_run, run: Run, here: Path) -> dict:
             "log": rel(run.path / "log.txt", here) if (run.path / "log.txt").is_file() else None,
             "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
             "best_epoch": res.get("best_epoch"), "draw_epoch": res.get("draw_epoch"),
-            "params": res.get("complexity", {}).get("params", math.nan), "flops": res.get("complexity", {}).get("flops", math.nan),
+            "params": res.get("complexity", {}).get("params", math.nan),
+            "flops": res.get("complexity", {}).get("flops", math.nan),
             "train_flops": res.get("train_flops", math.nan), "train_flops_units": res.get("train_flops_eb_units", math.nan),
             # official-counter convention; NaN (shown as a dash) in results written before it was recorded
             "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),

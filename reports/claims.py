@@ -35,8 +35,10 @@ def _row_view(row: dict, report: Path) -> dict:
     if "text" in row:  # EB-1: the draw in epochs and steps
         return {"what": row["what"], "ours": row["text"], "paper": row.get("paper") or "–", "links": links, "why": "",
                 "ok": {True: "pass", False: "fail", None: "not judged"}[row["ok"]]}
-    ours = (f"{_fmt(row['a'], False)} / {_fmt(row['b'], False)} = {row['diff']:.2f}" if row.get("how") == "ratio < 1" and row["diff"] is not None
-            else f"{_fmt(row['a'])} vs {_fmt(row['b'])}" + (f" (diff {row['diff']:+.2f}, tol {row['tol']:.2f})" if row["diff"] is not None else ""))
+    ours = (f"{_fmt(row['a'], False)} / {_fmt(row['b'], False)} = {row['diff']:.2f}"
+            if row.get("how") == "ratio < 1" and row["diff"] is not None
+            else f"{_fmt(row['a'])} vs {_fmt(row['b'])}"
+            + (f" (diff {row['diff']:+.2f}, tol {row['tol']:.2f})" if row["diff"] is not None else ""))
     p = row.get("paper")
     paper = "–" if p is None else (f"ratio {p:.2f}" if isinstance(p, float) else f"{_fmt(p[0])} vs {_fmt(p[1])}")
     ok = {True: "pass", False: "fail", None: "not judged"}[row["ok"]]
@@ -52,7 +54,8 @@ def _figures(vs: dict, extras: dict, report: Path) -> dict:
         fig, ax = plt.subplots(figsize=(4.2, 3.0))
         for s in ss:
             ps = sorted(p for p, t in s["eb"].items() if t is not None)
-            ax.plot(ps, [s["eb"][p] * s["steps_per_epoch"] / 1000 for p in ps], "o-", label=f"{s['model']} {s['dataset']} s{s['seed']}")
+            ax.plot(ps, [s["eb"][p] * s["steps_per_epoch"] / 1000 for p in ps], "o-",
+                    label=f"{s['model']} {s['dataset']} s{s['seed']}")
             ax.axhline(s["first_decay"] * s["steps_per_epoch"] / 1000, color="grey", ls="--", lw=0.8)
         ax.axhspan(10 * 196 / 1000, 20 * 196 / 1000, color="tab:green", alpha=0.15, label="paper: epochs 10-20")
         ax.set(xlabel="pruning ratio p", ylabel="EB draw (thousand SGD steps)", title="EB-1: draw vs first decay (dashed)")
@@ -86,10 +89,12 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     figs = _figures(vs, extras, report)
     claims = [{**c, "v": vs[c["id"]], "pv": paper.get(c["id"]), "fig": figs.get(c["id"]),
                "rows": [_row_view(r, report) for r in vs[c["id"]].rows]} for c in cfg["claims"]]
-    csv = pd.DataFrame([{"claim": c["id"], "paper": c["paper"], "title": c["title"], "verdict": c["v"].verdict, "reason": c["v"].reason,
-                         "paper_numbers_verdict": c["pv"].verdict if c["pv"] else None, "scale": scale.name} for c in claims])
+    csv = pd.DataFrame([{"claim": c["id"], "paper": c["paper"], "title": c["title"], "verdict": c["v"].verdict,
+                         "reason": c["v"].reason, "paper_numbers_verdict": c["pv"].verdict if c["pv"] else None,
+                         "scale": scale.name} for c in claims])
     write_text(Path(results) / "tables" / "claims.csv", csv.to_csv(index=False))
-    html = render("claims.html", title="The papers' claims at this scale", scale=scale, prov=provenance(extras["runs"], data_root),
-                  scale_note=scale_note(scale), claims=claims, counts=summary(vs), cfg=cfg, reduced=scale.name != "full")
+    html = render("claims.html", title="The papers' claims at this scale", scale=scale,
+                  prov=provenance(extras["runs"], data_root), scale_note=scale_note(scale), claims=claims, counts=summary(vs),
+                  cfg=cfg, reduced=scale.name != "full")
     write_text(report / "claims.html", html)
     return summary(vs)

@@ -105,12 +105,16 @@ def scale_note(scale: Scale) -> str:
     """One sentence on what the scale changes, with the draw-epoch mapping spelled out."""
     draws = ", ".join(f"{e} &rarr; {scale.epoch(e)}" for e in (10, 20, 40)) + f", final &rarr; {scale.epochs}"
     imgs = ("every training image under the data root (50,000 from torchvision's CIFAR, 25,000 from the shared npz; "
-            "each run records its count)" if scale.train_images is None else f"{scale.train_images} class-balanced training images")
+            "each run records its count)" if scale.train_images is None
+            else f"{scale.train_images} class-balanced training images")
     timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
-    knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in kn.items()) for m, kn in scale.models.items() if kn)
+    knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in kn.items())
+                      for m, kn in scale.models.items() if kn)
     knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"
-    return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), batch {scale.batch_size} (RT: {scale.batch(64)}), "
-            f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); models: {knobs}. Epochs in the paper's tables are mapped to "
+    return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), "
+            f"batch {scale.batch_size} (RT: {scale.batch(64)}), "
+            f"{imgs}, {timgs}, seeds {list(scale.seeds)} (each table takes its paper's number of runs from these: EB 3, RT 5); "
+            f"models: {knobs}. Epochs in the paper's tables are mapped to "
             f"this scale by round(e &times; {scale.epochs}/{PAPER_EPOCHS}): draw epoch {draws}. "
             f"So at this scale column &ldquo;10&rdquo; means the subnetwork drawn after epoch {scale.epoch(10)}."
             + (" <b>This scale trains with bf16 autocast</b> (its opt-in <code>autocast: bf16</code>), not the papers' FP32;"

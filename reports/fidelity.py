@@ -28,11 +28,13 @@ def load(path: Path = FIDELITY_YAML) -> list[dict]:
     try:
         entries = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{Path(path).name} is not valid YAML ({str(e).splitlines()[0]}); quote values that contain ': ' or '\"'") from e
+        raise ConfigError(f"{Path(path).name} is not valid YAML ({str(e).splitlines()[0]}); "
+                          "quote values that contain ': ' or '\"'") from e
     for i, e in enumerate(entries):
         if set(e) != set(FIELDS):
             raise ConfigError(f"{Path(path).name} entry {i + 1} ({e.get('topic', '?')}): fields must be exactly "
-                              f"{', '.join(FIELDS)}; missing {sorted(set(FIELDS) - set(e))}, unknown {sorted(set(e) - set(FIELDS))}")
+                              f"{', '.join(FIELDS)}; missing {sorted(set(FIELDS) - set(e))}, "
+                              f"unknown {sorted(set(e) - set(FIELDS))}")
     return entries
 
 

@@ -129,11 +129,13 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
                 dodge = 2 ** (0.06 * (k - (len(panel_ratios) - 1) / 2)) if log_x else 1.0
                 line = done[(done.ratio == ratio) & (done.draw != "best")].sort_values("draw_epoch")
                 if len(line):
-                    ax.errorbar(line.draw_epoch * dodge, line.acc_mean, yerr=[line.acc_mean - line.acc_min, line.acc_max - line.acc_mean],
+                    ax.errorbar(line.draw_epoch * dodge, line.acc_mean,
+                                yerr=[line.acc_mean - line.acc_min, line.acc_max - line.acc_mean],
                                 color=c, marker="o", ms=5, capsize=3, lw=1.5, label=f"p = {ratio:g}")
                 star = done[(done.ratio == ratio) & (done.draw == "best")]
                 if len(star):
-                    ax.errorbar(star.draw_epoch * dodge, star.acc_mean, yerr=[star.acc_mean - star.acc_min, star.acc_max - star.acc_mean],
+                    ax.errorbar(star.draw_epoch * dodge, star.acc_mean,
+                                yerr=[star.acc_mean - star.acc_min, star.acc_max - star.acc_mean],
                                 fmt="*", ms=15, mfc="none", mec=c, mew=1.5, ecolor=c, capsize=3,
                                 label="_nolegend_" if len(line) else f"p = {ratio:g}")
             dense = panel.dense_acc_mean.dropna()
@@ -167,7 +169,8 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict, figure: str = "figure1", fl
     # point. No suptitle: it would collide with the legend, and the page's heading names the figure.
     handles = [Line2D([], [], color=colors[p], marker="o", ms=5, label=f"p = {p:g}") for p in all_ratios]
     if "best" in s["draws"]:
-        handles.append(Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3", label="drawn at the search's best epoch"))
+        handles.append(Line2D([], [], ls="none", marker="*", ms=12, mfc="none", mec="0.3",
+                              label="drawn at the search's best epoch"))
     handles.append(Line2D([], [], color="0.3", ls="--", label="dense (search run)" + (" in 8 bits" if lowp else "")
                           + (": best accuracy / training FLOPs" if flops else " best accuracy")))
     if lowp:

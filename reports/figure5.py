@@ -99,7 +99,8 @@ def plot(df: pd.DataFrame, scale: Scale, spec: dict):
                 ax.plot(line.index, line.values, color=colors[p], marker="o", ms=4, lw=1.5)
                 eb = g[g.is_eb]
                 if len(eb):
-                    ax.plot(eb.draw_epoch.mean(), eb.total_flops_paper_units.mean(), "*", ms=14, mfc="none", mec=colors[p], mew=1.5)
+                    ax.plot(eb.draw_epoch.mean(), eb.total_flops_paper_units.mean(), "*", ms=14, mfc="none", mec=colors[p],
+                            mew=1.5)
             if len(panel):
                 ax.axhline(panel.dense_training_paper_units.iloc[0], color="0.3", ls="--", lw=1.2)
             ax.set_xlabel(f"draw epoch at scale {scale.name} (of {scale.epochs})")

@@ -31,7 +31,8 @@ def pages(scale: Scale, results: str, spec: dict) -> tuple[list[dict], list]:
         out.append(entry)
         read += runs
     out.append({"name": "Fidelity", "file": "fidelity.html", "unit": "differences", "done": len(fidelity.load()),
-                "total": len(fidelity.load()), "what": "where our defaults differ from the papers and their official code, with the option for each",
+                "total": len(fidelity.load()),
+                "what": "where our defaults differ from the papers and their official code, with the option for each",
                 "runs_done": None, "runs_total": None, "mean_abs_diff": None, "n_compared": 0, "csv": None})
     # Runs shared between pages (Table 1's [80,120] searches feed Figure 1 too) count once.
     return out, list({str(r.path): r for r in read}.values())

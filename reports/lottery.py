@@ -41,7 +41,8 @@ COLUMNS = ["table", "lr", "model", "target", "n_dense", "n_winning", "n_random",
            "unpruned_std", "winning_mean", "winning_std", "random_mean", "random_std", "paper_unpruned_mean",
            "paper_unpruned_std", "paper_winning_mean", "paper_winning_std", "paper_random_mean", "paper_random_std",
            "diff_winning", "diff_random", "better", "paper_better", "relation", "paper_relation", "params_mean",
-           "flops_mean", "flops_paper_mean", "flop_reduction_mean", "weight_density_mean", "bf16", "ticket_flag_winning", "ticket_flag_random"]
+           "flops_mean", "flops_paper_mean", "flop_reduction_mean", "weight_density_mean", "bf16", "ticket_flag_winning",
+           "ticket_flag_random"]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

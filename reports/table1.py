@@ -37,8 +37,8 @@ def row_key(table: str, cell) -> str:
 #: CSV columns in order; the first twelve are the ones the workflow and tests rely on.
 COLUMNS = ["model", "dataset", "schedule", "lr", "draw", "draw_epoch", "n_runs", "n_expected", "ours_mean", "ours_min",
            "ours_max", "paper", "diff", "final_mean", "dense_acc_mean", "pruned_params_mean", "pruned_flops_mean",
-           "pruned_flops_paper_mean", "param_reduction_mean", "flop_reduction_mean", "train_flops_mean", "train_flops_eb_units_mean",
-           "train_flops_paper_eb_units_mean", "flops_paper_old", "bf16", "ticket_flag"]
+           "pruned_flops_paper_mean", "param_reduction_mean", "flop_reduction_mean", "train_flops_mean",
+           "train_flops_eb_units_mean", "train_flops_paper_eb_units_mean", "flops_paper_old", "bf16", "ticket_flag"]
 
 
 def load_paper(path: Path = PAPER_CSV, table: str = "table1") -> dict[tuple[str, str, str, str], float]:
@@ -66,9 +66,9 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         s = stats([r.result["best_acc"] for r in runs if r.done and r.result["best_acc"] is not None])  # refused: None
         ref = paper.get((cell.model, cell.dataset, row_key(table, cell), cell.draw), math.nan)
         cells.append({
-            "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr, "draw": cell.draw,
-            "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs), "bf16": bf16(runs),
-            "ticket_flag": ticket_flag(runs),
+            "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr,
+            "draw": cell.draw, "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs),
+            "bf16": bf16(runs), "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"], "paper": ref, "diff": s["mean"] - ref,
             "final_mean": mean_of(runs, lambda r: r["final_acc"]),
             "dense_acc_mean": mean_of(runs, lambda r: r["search_best_acc"]),

@@ -185,8 +185,8 @@ def improvement(cells: list[dict], paper_improv: dict | None = None) -> list[dic
     """The "EB Train Improv." row per (model, dataset, ratio), ours and the paper's.
 
     acc = max over EB Train and its re-init - max over baselines (percentage points); flops
-    (official-counter convention, as the paper's), energy = min over baselines / min over all EB rows (factor; energy uses measured kJ when
-    every row has it and none is 8-bit, else modelled: a meter measures our 8-bit rows' FP32
+    (official-counter convention, as the paper's), energy = min over baselines / min over all EB rows (factor; energy uses
+    measured kJ when every row has it and none is 8-bit, else modelled: a meter measures our 8-bit rows' FP32
     simulation, not 8-bit arithmetic). NaN when a side has no result.
     """
     paper_improv = load_paper_improv() if paper_improv is None else paper_improv

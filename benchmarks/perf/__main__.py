@@ -110,7 +110,8 @@ def summary(res: dict) -> str:
         # the reference's data pipeline hides behind it, so only the compute-only goal applies there.
         ref_goal = f">= {GOALS['ours_vs_reference']}x" if t["scale"] == "smoke" else ""
         row(f"ours / reference-style loop, {t['scale']}", f"{t['ours_vs_reference']:.2f}x", ref_goal)
-        row(f"ours / compute-only limit, {t['scale']}", f"{100 * t['ours_vs_compute']:.1f} %", f">= {100 * GOALS['ours_vs_compute']:.0f} %")
+        row(f"ours / compute-only limit, {t['scale']}", f"{100 * t['ours_vs_compute']:.1f} %",
+            f">= {100 * GOALS['ours_vs_compute']:.0f} %")
         row(f"reference / compute-only, {t['scale']}", f"{100 * t['reference_vs_compute']:.1f} %")
     for e in res.get("eb", []):
         frac = f", {100 * e['fraction']:.2g} % of a {e['epoch_s']:.1f} s epoch" if "fraction" in e else ""
@@ -120,7 +121,8 @@ def summary(res: dict) -> str:
         d = res["dag"]
         row("full all_tables: training runs scheduled / independent", f"{d['scheduled']['runs']} / {d['independent']['runs']}")
         row("full all_tables: epochs scheduled / independent",
-            f"{d['scheduled']['epochs']} / {d['independent']['epochs']} = {d['ratio_epochs']:.3f}", f"<= {GOALS['dag_ratio_epochs']}")
+            f"{d['scheduled']['epochs']} / {d['independent']['epochs']} = {d['ratio_epochs']:.3f}",
+            f"<= {GOALS['dag_ratio_epochs']}")
         row("full all_tables: training PFLOPs scheduled / independent",
             f"{d['scheduled']['flops'] / 1e15:.0f} / {d['independent']['flops'] / 1e15:.0f} = {d['ratio_flops']:.3f}")
         row("dry run's training jobs (search, retrain, dense, lottery)",
