@@ -14,6 +14,7 @@ atomic writes make as safe as SIGKILL.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,11 +37,24 @@ def ignore_warnings() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
+def restarts(job: str) -> str:
+    """How many times SLURM has requeued ``job``: ``SLURM_RESTART_COUNT``, else (the Snakemake executor's
+    in-job ``srun`` drops it from the step's environment, keeping only SLURM_JOB_ID and a few) what
+    ``scontrol show job`` says; "?" when neither answers."""
+    if (n := os.environ.get("SLURM_RESTART_COUNT")) is not None:
+        return n
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return m[1] if (m := re.search(r"\bRestarts=(\d+)", out)) else "?"
+
+
 def banner(argv) -> str:
     """The line that opens each attempt in a run's log (logs are appended to, so a retried or
     requeued run's log keeps every attempt): time, host, SLURM job and restart count."""
     job = os.environ.get("SLURM_JOB_ID")
-    where = (f"SLURM job {job} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})" if job else "local")
+    where = f"SLURM job {job} (restart {restarts(job)})" if job else "local"
     return f"== attempt {time.strftime('%Y-%m-%dT%H:%M:%S')} on {os.uname().nodename}, {where}: {' '.join(argv[:1])}"
 
 

@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import write_fake_cifar
 from slurm_cluster import Cluster, why_not
+from slurm_helpers import FAST, attempts, epochs, epochs_in, make_suite, popen, snakemake_config, tres, trainers, until
 
-ROOT = Path(__file__).resolve().parent.parent
 CELL = "vgg16/80-120/cifar10/10"
 SEARCH = "vgg16-cifar10-80-120-lr0.1-s1"
 RUN = "p0.5-e10-fresh-80-120-lr0.1"
-# The plugin's first status check after 2 s, not 40: the tests wait on jobs of seconds.
-FAST = ["--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
 TRAIN_TRES = {"cpu=4", "mem=16000M"}  # slurm/resources.yaml (the GPU: TresPerJob/TresPerNode, gres/gpu is no TRES without slurmdbd)
 
 _why = why_not(accounting=False)
@@ -41,28 +35,12 @@ if _why and os.environ.get("CI") == "true":
 pytestmark = pytest.mark.skipif(bool(_why), reason=_why or "")
 
 
-def _fake_cifar(root: Path) -> Path:
-    """CIFAR-shaped npz files with 2000 CIFAR-10 training images (the scale uses 1000: an epoch of about 1 s here)."""
-    return write_fake_cifar(root, {"cifar10": 200, "cifar100": 20}, per_class_test=20)
-
-
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> Path:
-    """A copy of the suite (what a clean clone has), one-cell specification, longer tiny epochs."""
-    d = tmp_path_factory.mktemp("suite")
-    for f in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / f, d / f)
-    for sub in ("methods", "reports", "benchmarks", "slurm", "profiles"):
-        if (ROOT / sub).is_dir():
-            shutil.copytree(ROOT / sub, d / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    tiny = yaml.safe_load((d / "benchmarks/scales/tiny.yaml").read_text())
-    tiny.update(train_images=1000, test_images=200)
-    (d / "benchmarks/scales/tiny.yaml").write_text(yaml.safe_dump(tiny))
-    spec = yaml.safe_load((ROOT / "benchmarks/tables.yaml").read_text())
-    t1 = dict(spec["table1"], models=["vgg16"], datasets=["cifar10"], schedules=["80-120"], draws=["10"], runs=1)
-    (d / "tables.yaml").write_text(yaml.safe_dump({"table1": t1}))
-    _fake_cifar(d / "data")
-    return d
+    """A copy of the suite (what a clean clone has), one-cell specification, longer tiny epochs: 1000 of
+    the fake 2000 CIFAR-10 training images (an epoch of about 1 s here)."""
+    return make_suite(tmp_path_factory.mktemp("suite"), 1000, {"cifar10": 200, "cifar100": 20},
+                      dict(models=["vgg16"], datasets=["cifar10"], schedules=["80-120"], draws=["10"], runs=1))
 
 
 @pytest.fixture(scope="module")
@@ -70,59 +48,6 @@ def cluster(tmp_path_factory):
     # MinJobAge an hour: squeue (the plugin's status command here) and scontrol know every job of the module
     with Cluster(tmp_path_factory.mktemp("slurm"), accounting=False, min_job_age=3600) as c:
         yield c
-
-
-def _epochs(log: Path) -> list[int]:
-    return [int(m) for m in re.findall(r"epoch (\d+)/16", log.read_text())] if log.is_file() else []
-
-
-def _attempts(log: Path) -> list[str]:
-    """The log's attempts, each from its ``== attempt`` line (methods/attempts.py)."""
-    return log.read_text().split("== attempt")[1:] if log.is_file() else []
-
-
-def _trainers(folder: Path) -> list[int]:
-    """Pids of the processes training into ``folder`` (the trainer only: not shells, not Snakemake), by
-    their ``--out``, absolute (the profile run) or relative to the process's folder (rerun); exactly
-    ``folder``: other test runs on this machine train folders of the same name. -ww: ps cuts command
-    lines to 80 columns when its output is no terminal."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    pids = []
-    for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        m = re.search(r"--out (\S+)", args)
-        if (not m or " -m methods " not in args or "snakemake" in args
-                or args.startswith(("/bin/bash", "/usr/bin/bash", "bash", "sh ", "/bin/sh"))):
-            continue
-        try:
-            if (Path(f"/proc/{pid}/cwd").resolve() / m[1]).resolve() == folder.resolve():
-                pids.append(int(pid))
-        except OSError:  # ended meanwhile
-            pass
-    return pids
-
-
-def _until(cond, timeout: float, what: str, proc=None):
-    """``cond()``'s first true value; fails at ``timeout`` or as soon as ``proc`` has exited."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if v := cond():
-            return v
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"exited ({proc.returncode}) while waiting for {what}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _popen(cmd, cwd, env):
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out: list[str] = []
-    threading.Thread(target=lambda: out.extend(p.stdout), daemon=True).start()
-    return p, out
-
-
-def _tres(job: dict) -> set[str]:
-    return set(job.get("TRES", "").split(","))
 
 
 def test_profile_without_accounting(suite, cluster):
@@ -139,17 +64,15 @@ def test_profile_without_accounting(suite, cluster):
     sacct = subprocess.run(["sacct", "-X"], env=cluster.env, capture_output=True, text=True)
     assert "accounting storage is disabled" in (sacct.stdout + sacct.stderr).lower(), sacct
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--profile", "slurm/no-accounting.yaml",
-           str(s_dir / "result.json"), *FAST, "--set-resources", "search:runtime=10",
-           "--config", "scale=tiny", f"results={suite / 'results'}", f"data_root={suite / 'data'}",
-           f"tables={suite / 'tables.yaml'}"]
-    smk, out = _popen(cmd, suite, cluster.env)
+           str(s_dir / "result.json"), *FAST, "--set-resources", "search:runtime=10", *snakemake_config(suite)]
+    smk, out = popen(cmd, suite, cluster.env)
     try:
-        _until(lambda: len(_epochs(s_log)) >= 2 and _trainers(s_dir), 180, "the search's second epoch", smk)
-        killed = _trainers(s_dir)
+        until(lambda: len(epochs(s_log)) >= 2 and trainers(s_dir), 180, "the search's second epoch", smk)
+        killed = trainers(s_dir)
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
-        _until(lambda: len(_attempts(s_log)) >= 2 and _trainers(s_dir), 120, "the search's retry", smk)
-        assert not set(killed) & set(_trainers(s_dir))
+        until(lambda: len(attempts(s_log)) >= 2 and trainers(s_dir), 120, "the search's retry", smk)
+        assert not set(killed) & set(trainers(s_dir))
         assert smk.wait(timeout=300) == 0, "".join(out)[-4000:]
     except BaseException:
         print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text()[-2000:]}" for f in suite.glob(".snakemake/slurm_logs/**/*.log")))
@@ -179,26 +102,22 @@ def test_profile_without_accounting(suite, cluster):
               f"ExitCode={j['ExitCode']} TimeLimit={j['TimeLimit']} TRES={j['TRES']} TresPerJob={j.get('TresPerJob')} "
               f"Comment={j['Comment']}")
         # GPU, 4 CPUs, 16000M from slurm/resources.yaml, kept though the command line set a runtime
-        assert _tres(j) >= TRAIN_TRES and j["TresPerJob"] == "gres:gpu:1", j  # sbatch --gpus=1
+        assert tres(j) >= TRAIN_TRES and j["TresPerJob"] == "gres:gpu:1", j  # sbatch --gpus=1
         assert j["TimeLimit"] == "00:10:00"  # the override
         assert j["Restarts"] == "0"
 
     # The search's log keeps both attempts; the second resumed from the first's checkpoint.
-    attempts = _attempts(s_log)
-    print(f"search log attempts: {[a.splitlines()[0] for a in attempts]}")
-    assert len(attempts) == 2, s_log.read_text()[-3000:]
-    assert [f"SLURM job {i} (restart 0)" in a.splitlines()[0] for i, a in zip(ids, attempts)] == [True, True]
-    first, second = (_epochs_in(a) for a in attempts)
-    assert first[:2] == [1, 2] and re.search(r"resuming after epoch (\d+)", attempts[1])
-    resumed = int(re.search(r"resuming after epoch (\d+)", attempts[1])[1])
+    tries = attempts(s_log)
+    print(f"search log attempts: {[a.splitlines()[0] for a in tries]}")
+    assert len(tries) == 2, s_log.read_text()[-3000:]
+    assert [f"SLURM job {i} (restart 0)" in a.splitlines()[0] for i, a in zip(ids, tries)] == [True, True]
+    first, second = (epochs_in(a) for a in tries)
+    assert first[:2] == [1, 2] and re.search(r"resuming after epoch (\d+)", tries[1])
+    resumed = int(re.search(r"resuming after epoch (\d+)", tries[1])[1])
     assert second[0] == resumed + 1 and second[-1] == 16 and resumed >= 2
     assert not (s_dir / ".log.history").exists()  # removed once the run succeeded
-    assert not _trainers(s_dir) and not _trainers(r_dir)  # nothing left running
+    assert not trainers(s_dir) and not trainers(r_dir)  # nothing left running
     assert not list((suite / ".snakemake" / "locks").glob("*.lock"))
-
-
-def _epochs_in(text: str) -> list[int]:
-    return [int(m) for m in re.findall(r"epoch (\d+)/16", text)]
 
 
 def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
@@ -213,19 +132,19 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
         pytest.skip("needs the search the profile test trains")
     cmd = [sys.executable, "-m", "methods", "rerun", "table1", CELL, "--scale", "tiny", "--results", str(suite / "results"),
            "--data-root", str(suite / "data"), "--tables", str(suite / "tables.yaml"), "--slurm", "--wait"]
-    p, out = _popen(cmd, suite, cluster.env)
+    p, out = popen(cmd, suite, cluster.env)
     try:
-        jobid = _until(lambda: next((m[1] for line in list(out) if (m := re.search(r" as job (\d+);", line))), None),
+        jobid = until(lambda: next((m[1] for line in list(out) if (m := re.search(r" as job (\d+);", line))), None),
                        60, "the job id", p)
         # two epochs into the job's first attempt (the forced rerun starts the log afresh)
-        _until(lambda: (a := _attempts(r_log)) and f"SLURM job {jobid} (restart 0)" in a[-1]
-               and len(_epochs_in(a[-1])) >= 2 and _trainers(r_dir), 240, "two epochs", p)
-        trainer = _trainers(r_dir)
+        until(lambda: (a := attempts(r_log)) and f"SLURM job {jobid} (restart 0)" in a[-1]
+               and len(epochs_in(a[-1])) >= 2 and trainers(r_dir), 240, "two epochs", p)
+        trainer = trainers(r_dir)
         running = cluster.job(jobid)
         # submitit's warning (--signal=USR2@180) as SLURM sends it: to every process of the job's steps
         cluster.run("scancel", "--signal=USR2", jobid)
-        _until(lambda: cluster.job(jobid)["Restarts"] == "1", 120, "the requeue", p)
-        assert not set(trainer) & set(_trainers(r_dir))  # the warned trainer ended: no orphan
+        until(lambda: cluster.job(jobid)["Restarts"] == "1", 120, "the requeue", p)
+        assert not set(trainer) & set(trainers(r_dir))  # the warned trainer ended: no orphan
         assert p.wait(timeout=240) == 0, "".join(out)[-4000:]
     except BaseException:
         print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text()[-2000:]}" for f in (suite / "results" / "submitit").glob("*")))
@@ -239,7 +158,7 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
     assert f"follow it: squeue -j {jobid}" in text
     assert re.search(rf"{re.escape(str(r_dir))}: best_acc \d+\.\d\d, final_acc \d+\.\d\d", text)
     # the result file is written just before the job ends: wait for SLURM to record its end
-    job = _until(lambda: (j := cluster.job(jobid))["JobState"] not in ("RUNNING", "COMPLETING") and j, 60, "the job's end")
+    job = until(lambda: (j := cluster.job(jobid))["JobState"] not in ("RUNNING", "COMPLETING") and j, 60, "the job's end")
     print(f"scontrol show job {jobid}: JobName={job['JobName']} JobState={job['JobState']} Restarts={job['Restarts']} "
           f"TimeLimit={job['TimeLimit']} TRES={job['TRES']} TresPerNode={job.get('TresPerNode')}")
     assert running["JobState"] == "RUNNING"
@@ -247,15 +166,15 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
     # the cell's one retraining (its search is done), per slurm/runtime.yaml: a tiny run gets the 30-minute minimum
     assert job["TimeLimit"] == "00:30:00"
     # slurm/resources.yaml through submitit: --cpus-per-task=4, --mem=16G (its mem_gb: 16000 MB rounded), --gpus-per-node=1
-    assert _tres(job) >= {"cpu=4", "mem=16G"} and job["TresPerNode"] == "gres:gpu:1", job
+    assert tres(job) >= {"cpu=4", "mem=16G"} and job["TresPerNode"] == "gres:gpu:1", job
     comment = cluster.run("squeue", "-h", "--states=all", "-j", jobid, "-o", "%k").strip()  # README: what squeue shows
     assert job["JobName"] == f"rerun-table1-{CELL}" and comment == f"rerun table1 {CELL}", comment
-    attempts = _attempts(r_log)
-    assert len(attempts) == 2, r_log.read_text()[-3000:]
-    assert f"SLURM job {jobid} (restart 0)" in attempts[0] and f"SLURM job {jobid} (restart 1)" in attempts[1]
-    stopped = int(re.search(r"preempted: SIGUSR2: stopped with the checkpoint after epoch (\d+)", attempts[0])[1])
-    assert _epochs_in(attempts[0])[-1] == stopped  # the epoch in progress finished before it stopped
-    assert f"resuming after epoch {stopped}" in attempts[1] and _epochs_in(attempts[1])[0] == stopped + 1
+    tries = attempts(r_log)
+    assert len(tries) == 2, r_log.read_text()[-3000:]
+    assert f"SLURM job {jobid} (restart 0)" in tries[0] and f"SLURM job {jobid} (restart 1)" in tries[1]
+    stopped = int(re.search(r"preempted: SIGUSR2: stopped with the checkpoint after epoch (\d+)", tries[0])[1])
+    assert epochs_in(tries[0])[-1] == stopped  # the epoch in progress finished before it stopped
+    assert f"resuming after epoch {stopped}" in tries[1] and epochs_in(tries[1])[0] == stopped + 1
     assert "requeue of SLURM job" not in r_log.read_text()  # submitit requeued it, not the trainer
     assert not list((suite / ".snakemake" / "locks").glob("*.lock"))  # no lock left behind
-    assert not _trainers(r_dir)
+    assert not trainers(r_dir)
