@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .cells import LotteryRun, RetrainRun
+from .cells import DenseRun, LotteryRun, RetrainRun, SearchRun
 from .config import Scale
 from .stages import CONTINUING
 
@@ -69,3 +69,32 @@ def groups(runs, upstream, size: int) -> list[tuple[object, list]]:
             for i in range(0, len(rs), size)]
 
 
+
+
+def train(run, scale: Scale, results: str, data_root: str, download: bool = False, refuse: bool = False,
+          snapshot_epochs=()) -> dict:
+    """Train one run dataclass in this process, into ``run.path(results)``: the stage its type names,
+    with the arguments its workflow job passes (``retrain_args``, ``lottery_args``; the search's
+    ``snapshot_epochs`` are ``methods.cells.snapshot_draws``). Returns the result (``methods.results``).
+
+    Raises:
+        TypeError: not a run dataclass; what the stage raises (ConfigError, FileNotFoundError for a
+            missing upstream run, DatasetError).
+    """
+    from .lottery import run_dense, run_lottery
+    from .stages import run_retrain, run_search
+
+    out = Path(run.path(results))
+    if isinstance(run, SearchRun):
+        return run_search(out, scale, run.model, run.dataset, run.schedule, run.lr, run.seed, data_root, download,
+                          list(snapshot_epochs), list(run.lrs) if run.lrs else None, run.precision)
+    if isinstance(run, RetrainRun):
+        return run_retrain(out, scale, Path(run.search.path(results)), run.ratio, run.draw, run.init, run.schedule, run.lr,
+                           run.search.seed, data_root, download, list(run.lrs) if run.lrs else None, run.prune,
+                           run.precision, refuse_disconnected=refuse)
+    if isinstance(run, DenseRun):
+        return run_dense(out, scale, run.model, run.dataset, run.schedule, run.lr, run.seed, data_root, download)
+    if isinstance(run, LotteryRun):
+        return run_lottery(out, scale, Path(run.dense.path(results)), run.prune, run.target, run.arm, run.dense.seed,
+                           data_root, download, refuse_disconnected=refuse)
+    raise TypeError(f"{type(run).__name__} is not a run (SearchRun, RetrainRun, DenseRun, LotteryRun)")

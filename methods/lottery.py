@@ -31,7 +31,8 @@ from .config import ConfigError, schedule
 from .energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from .flops import complexity, training_flops
 from .inputs import check_ratio
-from .io import load_torch, remove_checkpoint, read_json, save_torch, write_json
+from .io import load_torch, remove_checkpoint, read_json, save_torch
+from .results import write_result
 from .l1 import prune_filters
 from .models import build_model
 from .models.init import he_normal_
@@ -93,7 +94,7 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
               "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
     result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
-    write_json(out / "result.json", result)
+    write_result(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
     dg.finish(out, digest_inputs)
     return result
@@ -186,7 +187,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
         result = {"kind": "lottery", "scale": scale.name, "dense": str(dense_dir), "prune": prune, "target": target,
                   "arm": arm, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
                   "provenance": provenance(dev), **dg.record(digest_inputs)}
-        write_json(out / "result.json", result)
+        write_result(out / "result.json", result)
         dg.finish(out, digest_inputs)
         return result
     net = start_network(arm, prune, ticket, load_torch(snaps["epoch0"], "snapshot"), dcfg["model"], dcfg["knobs"],
@@ -219,7 +220,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
               "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
     result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
-    write_json(out / "result.json", result)
+    write_result(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
     dg.finish(out, digest_inputs)
     return result

@@ -18,7 +18,8 @@ from .data import Split, balanced_subset, load_cifar, num_classes
 from .eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from .energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from .flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
-from .io import load_torch, remove_checkpoint, read_json, save_npz, save_torch, write_json
+from .io import load_torch, remove_checkpoint, read_json, save_npz, save_torch
+from .results import write_result
 from .lowp import mac_bits
 from .models import build_model, knobs_at
 from .prune import prune_channels, pruned_cfg
@@ -174,7 +175,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
                         "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
     result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
-    write_json(out / "result.json", result)
+    write_result(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
     dg.finish(out, digest_inputs)
     return result
@@ -351,7 +352,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
         result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
-        write_json(out / "result.json", result)
+        write_result(out / "result.json", result)
         dg.finish(out, digest_inputs)
         return result
     dev, classes, train, test = prepare(scale, scfg["dataset"], data_root, download)
@@ -365,7 +366,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     if refuse_disconnected and report["disconnected"]:
         result = {**base, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
                   "draw_epoch": epoch, "provenance": provenance(dev), **dg.record(digest_inputs)}
-        write_json(out / "result.json", result)
+        write_result(out / "result.json", result)
         dg.finish(out, digest_inputs)
         return result
     net = _start_weights(ticket, init, search_dir, dense, classes, seed, method.kinds)
@@ -424,7 +425,7 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
               "provenance": provenance(dev)}
     _paper_cost(result)
     result.update(dg.record(digest_inputs))  # methods.digest: what makes it current
-    write_json(out / "result.json", result)
+    write_result(out / "result.json", result)
     remove_checkpoint(out / "ckpt.pt")
     dg.finish(out, digest_inputs)
     return result
