@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 
-from methods.cells import CELL_TABLES, DenseRun, LotteryRun, RetrainRun, SearchRun, cells_of, load_tables
+from methods.cells import DenseRun, LotteryRun, RetrainRun, SearchRun, cells_of, load_tables
+from methods.tables import TABLES
 from methods.config import Scale, load_scale
 from methods.data import num_classes
 from methods.flops import complexity, training_flops
@@ -57,7 +58,7 @@ def dag_cost(scale_name: str = "full", tables: str | None = None) -> dict:
     """``{"scheduled": {...}, "independent": {...}, "ratio_epochs", "ratio_flops", "jobs"}``:
     training runs, epochs and FLOPs of the DAG (every run once) and of the cells trained independently."""
     scale, spec = load_scale(scale_name), load_tables(tables)
-    cells = [c for t in CELL_TABLES for c in cells_of(scale, t, spec)]
+    cells = [c for t in TABLES for c in cells_of(scale, t, spec)]
     unique = {r for c in cells for r in (*c.runs, *c.upstream)}
     independent = [r for c in cells for r in (*c.runs, *c.upstream)]
 
