@@ -56,6 +56,15 @@ def _autocast(dev: torch.device, cfg: RunConfig | None):
     return contextlib.nullcontext()
 
 
+def nhwc_safe(model: nn.Module, dev: torch.device) -> bool:
+    """Whether ``model`` may train in channels-last (NHWC) on ``dev``. oneDNN in torch 2.14.1 corrupts
+    the heap ("double free or corruption") in the backward of a strided 1x1 conv with fewer than 8 input
+    channels in NHWC on a CPU (seen on an AMD EPYC with one thread: RT ResNet-50's conv shortcut at
+    widths 1/8 and 1/4, the tiny and smoke scales); such a network trains in NCHW, the same maths."""
+    return dev.type != "cpu" or not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                                        and m.in_channels < 8 for m in model.modules())
+
+
 def _layout(x: torch.Tensor, cfg: RunConfig | None) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg is not None and cfg.channels_last else x
 
@@ -141,6 +150,8 @@ def fit(model: nn.Module, cfg: RunConfig, train: Split, test: Split, ckpt_path: 
             ``methods.io.load_checkpoint`` falls back to the previous one or starts over).
     """
     dev = train.x.device
+    if cfg.channels_last and not nhwc_safe(model, dev):
+        cfg = cfg.model_copy(update={"channels_last": False})  # batches follow the weights' layout (_layout)
     model.to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     bns = bn_layers(model)
     step_model = torch.compile(model) if cfg.compile else model  # shares the parameters; checkpoints save ``model``

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from methods.config import RunConfig, load_scale
 from methods.data import balanced_subset, load_cifar, normalize
 from methods.models import build_model
-from methods.train import evaluate, fit
+from methods.train import evaluate, fit, nhwc_safe
 
 TINY = load_scale("tiny")
 
@@ -38,22 +38,29 @@ def test_channels_last_is_the_same_step_within_fp32_rounding():
     for model in ("vgg16", "resnet56", "preresnet101", "resnet50"):
         torch.manual_seed(0)
         net = build_model(model, 10, **TINY.models[model])
+        # RT ResNet-50's strided 1x1 shortcut with 2 input channels: oneDNN corrupts the heap in NHWC
+        # (methods.train.nhwc_safe), so fit trains it in NCHW and it is not compared here
+        safe = nhwc_safe(net, torch.device("cpu"))
+        assert safe == (model != "resnet50"), model
         x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
         grads = {}
         for dt in (torch.float32, torch.float64):
-            for cl in (False, True):
+            for cl in (False, True) if safe else (False,):
                 m, inp = copy.deepcopy(net).to(dt), x.to(dt)
                 if cl:
                     m, inp = m.to(memory_format=torch.channels_last), inp.contiguous(memory_format=torch.channels_last)
                 F.cross_entropy(m(inp), y).backward()
                 grads[dt, cl] = torch.cat([p.grad.double().flatten() for p in m.parameters()])
         exact = grads[torch.float64, False]
+        if not safe:
+            continue
         assert (grads[torch.float64, True] - exact).norm() <= 1e-10 * exact.norm(), model
         for cl in (False, True):
             errors[cl].append(float((grads[torch.float32, cl] - exact).norm() / exact.norm()))
     assert max(errors[False]) < 1e-4 and max(errors[True]) < 0.05, errors
 
 
+@pytest.mark.slow
 def test_channels_last_training_stays_within_rounding(splits, tmp_path):
     train, test = splits
     logs = {}
