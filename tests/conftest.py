@@ -40,3 +40,97 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+# ---- markers: `pytest -m fast` is the unit layer -------------------------------------------------
+# Every test is `fast` unless marked `slow` (a Snakemake workflow or `python -m` processes, or
+# multi-epoch training). Modules and tests whose files are edited elsewhere are marked slow here.
+SLOW_MODULES = {"test_slurm.py", "test_slurm_accounting.py"}  # a throwaway SLURM cluster
+SLOW_TESTS = {"test_plugins.py::test_plugins_add_a_table2_row_a_table1_model_and_a_table"}  # the tiny workflow with plug-ins
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.nodeid.rsplit("/", 1)[-1].split("[", 1)[0]  # test_x.py::test_y
+        if name.split("::", 1)[0] in SLOW_MODULES or name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
+
+
+# ---- shared runs, built once per session; read-only: a test that changes one works on a copy ---------
+
+@pytest.fixture(scope="session")
+def _tiny_search(tmp_path_factory, data_root):
+    from methods.config import load_scale
+    from methods.stages import run_search
+
+    out = tmp_path_factory.mktemp("tiny_search") / "s"
+    res = run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root),
+                     snapshot_epochs=["10", "20", "40", "final"])
+    return out, res
+
+
+@pytest.fixture
+def tiny_search(_tiny_search):
+    """One tiny VGG16 CIFAR-10 search (seed 1, [80,120], LR 0.1), snapshots at draws 10, 20, 40 and
+    final (and the EB epochs): (its folder, its result). Read-only; copy it to change it."""
+    import copy
+
+    out, res = _tiny_search
+    return out, copy.deepcopy(res)
+
+
+def tiny_spec() -> dict:
+    """The table specification of the tiny end-to-end run: every row, draw, ratio, model and both
+    precisions on CIFAR-10 (CIFAR-100's cells are the same code with 100 classes), so CI stays short;
+    the full cell lists are asserted by the dry runs of tests/test_workflow.py."""
+    from methods.cells import load_tables
+
+    spec = load_tables()
+    for name in ("table1", "table2", "table4", "figure1", "figure2", "figure5"):
+        spec[name]["datasets"] = ["cifar10"]
+    spec["table4"]["models"] = {"vgg16": [0.1, 0.5]}  # one new-LR search; PreResNet's is the same code
+    spec["figure3"]["dataset"] = "cifar10"
+    # RT: every arm, method and model family, each LR once: a ResNet and a VGG of each table
+    spec["table8"].update(models={"resnet56": ["b"], "vgg16l1": ["a"]}, lrs=[0.1])
+    spec["table9"].update(models=["resnet50", "vgg16bn"], ratios=[0.95], lrs=[0.01])
+    return spec
+
+
+class TinyTree:
+    """A results folder (``results=``; the runs under ``<root>/tiny``) with its ``tables.yaml``."""
+
+    def __init__(self, root: Path, data_root: Path, run=None):
+        self.root, self.data_root, self.run = Path(root), Path(data_root), run
+        self.tables = self.root / "tables.yaml"
+
+    def cmd(self, *targets: str, cores: int = 2) -> list[str]:
+        """The Snakemake command line that built this tree, for ``targets``."""
+        import sys
+
+        return [sys.executable, "-m", "snakemake", *targets, "--cores", str(cores), "--config", "scale=tiny",
+                f"results={self.root}", f"data_root={self.data_root}", f"tables={self.tables}"]
+
+    def copy(self, dest: Path) -> "TinyTree":
+        """A copy at ``dest`` (times kept: Snakemake finds it as done as this one; it has no metadata for
+        the copy, which it reads as unchanged)."""
+        import shutil
+
+        shutil.copytree(self.root, dest, symlinks=True)
+        return TinyTree(dest, self.data_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory, data_root) -> TinyTree:
+    """The whole tiny workflow for real, once (``snakemake all_tables`` at scale tiny through
+    ``tiny_spec()``): every rule and page. Read-only: a test that changes it works on ``.copy()``."""
+    import subprocess
+
+    import yaml
+
+    tree = TinyTree(tmp_path_factory.mktemp("tiny_tree"), data_root)
+    tree.tables.write_text(yaml.safe_dump(tiny_spec()))
+    tree.run = subprocess.run(tree.cmd("all_tables"), cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert tree.run.returncode == 0, tree.run.stderr[-3000:]
+    return tree

@@ -72,14 +72,20 @@ CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
 ]
 
 
+@pytest.fixture(scope="module")
+def mislabelled(tmp_path_factory, data_root):
+    """CIFAR-100's images and labels under CIFAR-10's name (made once: reading CIFAR-100 takes a second)."""
+    bad = tmp_path_factory.mktemp("mislabelled")
+    with np.load(data_root / "cifar100.npz") as d:
+        np.savez(bad / "cifar10.npz", **{k: d[k][:500] for k in d.files})
+    return bad
+
+
 @pytest.fixture
-def roots(tmp_path, data_root):
+def roots(tmp_path, mislabelled):
     empty = tmp_path / "empty"
     empty.mkdir()
-    bad = tmp_path / "mislabelled"
-    bad.mkdir()
-    with np.load(data_root / "cifar100.npz") as d:  # CIFAR-100's images and labels under CIFAR-10's name
-        np.savez(bad / "cifar10.npz", **{k: d[k][:500] for k in d.files})
+    bad = mislabelled
     search = tmp_path / "search"
     search.mkdir()
     for name, model in (("eb", "vgg16"), ("rt", "resnet56")):  # finished upstream runs of each family

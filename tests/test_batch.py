@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from methods.__main__ import main
 from methods.io import save_torch
 from methods.rerun import job_counts
@@ -21,10 +23,9 @@ def _retrain(search, out, ratio, draw, data_root):
             f" --out {out}")
 
 
-def test_a_batch_gives_bitwise_the_runs_of_separate_processes(tmp_path, data_root):
-    search = tmp_path / "search"
-    assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",
-                 "--snapshot-epochs", "10", "--out", str(search)]) == 0
+@pytest.mark.slow
+def test_a_batch_gives_bitwise_the_runs_of_separate_processes(tmp_path, data_root, tiny_search):
+    search, _ = tiny_search  # the search of `main(["search", "--scale", "tiny", "--model", "vgg16", "--dataset", "cifar10"])`
     alone = subprocess.run([sys.executable, "-m", "methods", *_retrain(search, tmp_path / "alone", 0.5, 10, data_root).split()],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr[-2000:]
@@ -41,10 +42,9 @@ def test_a_batch_gives_bitwise_the_runs_of_separate_processes(tmp_path, data_roo
     assert "epoch 16/16" in (tmp_path / "second" / "log.txt").read_text()  # each run's output in its own log
 
 
-def test_a_failed_run_does_not_stop_the_batch(tmp_path, data_root, capsys):
-    search = tmp_path / "search"
-    assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",
-                 "--snapshot-epochs", "none", "--out", str(search)]) == 0
+@pytest.mark.slow
+def test_a_failed_run_does_not_stop_the_batch(tmp_path, data_root, capsys, tiny_search):
+    search, _ = tiny_search
     capsys.readouterr()
     rc = main(["batch", _retrain(tmp_path / "nowhere", tmp_path / "bad", 0.5, "final", data_root),
                _retrain(search, tmp_path / "good", 0.5, "final", data_root)])
@@ -68,6 +68,7 @@ def _outputs(out: str, rule: str) -> set[str]:
             for f in m[1].split(", ")}
 
 
+@pytest.mark.slow
 def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
     """Smoke scale (runs_per_job 16): 301 training jobs become 75; the group jobs' outputs are
     exactly the per-run jobs' result files, none in two groups, at most 16 per group."""
@@ -82,12 +83,16 @@ def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
     assert groups["search"] == single["search"] and groups["dense"] == single["dense"]
 
 
-def test_a_group_job_keeps_its_finished_runs(tmp_path, data_root):
+@pytest.mark.slow
+def test_a_group_job_keeps_its_finished_runs(tiny_tree, tmp_path):
     """A failed run in a group job does not cost the others theirs (update() outputs, keep-incomplete),
-    and rerunning the group trains only the run without a result."""
+    and rerunning the group trains only the run without a result. The group's runs and their upstream
+    run come built by the workflow in a copy of tests/conftest.py's ``tiny_tree``."""
+    tree = tiny_tree.copy(tmp_path / "results")
     base = [sys.executable, "-m", "snakemake", "--cores", "2"]
-    cfg = ["--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}"]
-    dry = subprocess.run(base + ["all_tables", "-n"] + cfg, cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    cfg = ["--config", "scale=tiny", f"results={tree.root}", f"data_root={tree.data_root}", f"tables={tree.tables}"]
+    dry = subprocess.run(base + ["all_tables", "-n", "--forceall"] + cfg, cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=300).stdout  # every job, done or not: the groups
     pair = next(m[2].replace(" (update)", "").split(", ") for m in re.finditer(r"^rule (retrain|lottery)_group\d+:\n(?:    .*\n)*?    output: (.*)$", dry, re.M)
                 if len(m[2].split(", ")) == 2)
     a, b = map(Path, pair)

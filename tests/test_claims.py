@@ -245,6 +245,7 @@ def _dry_run(spec: str) -> set[str]:
     return p.stdout
 
 
+@pytest.mark.slow  # a Snakemake dry run each
 @pytest.mark.parametrize("spec_file, n_search, n_retrain", [("claims_mid.yaml", 2, 10), ("claims_mid_eb3.yaml", 4, 16)])
 def test_the_claims_target_lists_exactly_the_runs_the_claims_need(spec_file, n_search, n_retrain):
     """Part 1: [80,120] searches (seeds 1-2), Table 1 draws 40/80/final and Table 2's EB Train and re-init at

@@ -86,15 +86,23 @@ def _same_search(a: Path, b: Path):
     assert not list(b.rglob("*.tmp")) and not (b / "ckpt.pt").exists() and not (b / "ckpt.prev.pt").exists()
 
 
+def _main(*args) -> int:
+    """``python -m methods ARGS`` in this process: the same ``main`` the children run, for the runs no
+    fault touches (what a killed and rerun child must equal)."""
+    from methods.__main__ import main
+
+    return main([str(a) for a in args])
+
+
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory, data_root):
     """The uninterrupted search."""
     out = tmp_path_factory.mktemp("clean") / "run"
-    p = _child("none", "methods", *_search(out, data_root))
-    assert p.returncode == 0, p.stderr[-2000:]
+    assert _main(*_search(out, data_root)) == 0
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["step:38", "write:ckpt.pt:4", "write:result.json:1"])
 def test_a_search_killed_and_rerun_equals_an_uninterrupted_one(fault, clean, tmp_path, data_root):
     out = tmp_path / "run"
@@ -108,15 +116,17 @@ def test_a_search_killed_and_rerun_equals_an_uninterrupted_one(fault, clean, tmp
     _same_search(clean, out)
 
 
+@pytest.mark.slow
 def test_a_killed_retraining_resumes_mid_run(clean, tmp_path, data_root):
     args = ["retrain", "--scale", "tiny", "--data-root", data_root, "--search", clean, "--ratio", "0.5", "--draw", "20",
             "--init", "rewind"]
-    assert _child("none", "methods", *args, "--out", tmp_path / "a").returncode == 0
+    assert _main(*args, "--out", tmp_path / "a") == 0  # uninterrupted
     assert _child("step:50", "methods", *args, "--out", tmp_path / "b").returncode == -signal.SIGKILL
     assert _child("none", "methods", *args, "--out", tmp_path / "b").returncode == 0
     assert _comparable(read_json(tmp_path / "a" / "result.json")) == _comparable(read_json(tmp_path / "b" / "result.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 def test_a_cluster_signal_checkpoints_stops_and_resumes(sig, clean, tmp_path, data_root):
     out = tmp_path / "run"
@@ -156,6 +166,7 @@ def test_a_truncated_or_damaged_checkpoint_is_never_used(tmp_path, capsys):
     assert err[1].endswith("starting over")
 
 
+@pytest.mark.slow
 def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path, data_root):
     f = tmp_path / "r.json"
     write_json(f, {"best_acc": 71.5})
@@ -182,6 +193,7 @@ def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path,
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(f"error: corrupt {out / 'result.json'}")
 
 
+@pytest.mark.slow
 def test_a_report_killed_while_writing_its_table_rebuilds_the_same_table(tmp_path):
     results = tmp_path / "results"
     (results / "tiny").mkdir(parents=True)  # every cell pending: the table is still written in full

@@ -190,6 +190,7 @@ def test_a_misspelt_precision_key_is_named(tmp_path, monkeypatch):
         load_precision("bfp6")
 
 
+@pytest.mark.slow
 def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch):
     """An 8-bit search feeds EB Train in FP32 (LF) and in 8 bits (LL): same ticket, same FLOPs,
     energy modelled per stage at its width, SWA from epoch 14 of 16, and an exact resume."""
@@ -225,6 +226,7 @@ def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch)
     assert _comparable(resumed) == _comparable(ll) and resumed["swa_acc"] == ll["swa_acc"]
 
 
+@pytest.mark.slow
 def test_8bit_search_resumes_exactly_after_swa_started(tmp_path, data_root, monkeypatch):
     import numpy as np
 

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -109,11 +108,12 @@ def _result(run, results: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def built(tree) -> Path:
-    """Every page built through the command line, as the Snakefile calls it."""
+    """Every page built through the command line's arguments, as the Snakefile calls ``python -m reports``
+    (in this process: the workflow's own report jobs run it as a process, tests/test_workflow.py)."""
+    from reports.__main__ import main
+
     for page in PAGES:
-        p = subprocess.run([sys.executable, "-m", "reports", page, "--scale", "tiny", "--results", str(tree),
-                            "--data-root", str(DATA)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
+        assert main([page, "--scale", "tiny", "--results", str(tree), "--data-root", str(DATA)]) == 0, page
     return tree
 
 
@@ -128,6 +128,7 @@ def built2(tree, tmp_path_factory) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_outputs_exist(built):
     for f in ["tables/table1.csv", "report/table1.html", "tables/figure1.csv", "report/figure1.png", "report/figure1.html",
               "report/figure3.png", "report/figure3.html", "report/index.html"]:
@@ -138,6 +139,7 @@ def test_outputs_exist(built):
     assert not leftovers, leftovers  # atomic writes leave no temporaries
 
 
+@pytest.mark.slow
 def test_table1_csv_values(built):
     df = pd.read_csv(built / "tables" / "table1.csv", dtype={"draw": str})
     assert len(df) == 32
@@ -157,6 +159,7 @@ def test_table1_csv_values(built):
     assert df.n_runs.sum() == 2
 
 
+@pytest.mark.slow
 def test_table1_html(built):
     html = (built / "report" / "table1.html").read_text()
     res = _result(RETRAINS[0], built)
@@ -171,6 +174,7 @@ def test_table1_html(built):
         assert not os.path.isabs(link) and (built / "report" / link).resolve().is_file()
 
 
+@pytest.mark.slow
 def test_no_remote_urls_or_scripts(built, built2):
     for folder in (built, built2):
         pages = list((folder / "report").rglob("*.html"))
@@ -182,6 +186,7 @@ def test_no_remote_urls_or_scripts(built, built2):
             assert "src=\"/" not in text  # images are relative too
 
 
+@pytest.mark.slow
 def test_provenance_stated(built):
     res = _result(RETRAINS[0], built)
     for page in set(PAGES) - {"fidelity"}:
@@ -190,6 +195,7 @@ def test_provenance_stated(built):
         assert res["provenance"]["commit"] in html
 
 
+@pytest.mark.slow
 def test_index_completeness(built):
     html = (built / "report" / "index.html").read_text()
     assert "2 / 32 cells" in html        # Table 1: draws 10 and final of one row, one seed each
@@ -200,6 +206,7 @@ def test_index_completeness(built):
     assert f"{mad:.2f}" in html
 
 
+@pytest.mark.slow
 def test_figure1_csv(built):
     df = pd.read_csv(built / "tables" / "figure1.csv", dtype={"draw": str})
     assert len(df) == 60
@@ -213,6 +220,7 @@ def test_figure1_csv(built):
     assert final.draw_epoch == 16 and final.n_runs == 1
 
 
+@pytest.mark.slow
 def test_figure3_eb_epochs_match_search(built):
     df = pd.read_csv(built / "tables" / "figure3.csv")
     assert len(df) == 8 and (df.status == "done").all() and (df.epochs == 16).all()
@@ -223,6 +231,7 @@ def test_figure3_eb_epochs_match_search(built):
     assert "figure3.png" in (built / "report" / "figure3.html").read_text()
 
 
+@pytest.mark.slow
 def test_two_seeds_mean_min_max_and_partial(built2):
     df = pd.read_csv(built2 / "tables" / "table1.csv", dtype={"draw": str})
     sel = (df.model == "vgg16") & (df.dataset == "cifar100") & (df.schedule == "80-120")
@@ -240,12 +249,14 @@ def test_two_seeds_mean_min_max_and_partial(built2):
     assert "1 / 60 points" in index
 
 
-def test_bad_scale_exits_2(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "reports", "table1", "--scale", "nope", "--results", str(tmp_path)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "unknown scale" in p.stderr
+def test_bad_scale_exits_2(tmp_path, capsys):
+    from reports.__main__ import main
+
+    assert main(["table1", "--scale", "nope", "--results", str(tmp_path)]) == 2
+    assert "unknown scale" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_empty_tree_renders_all_pending(tmp_path):
     """Before any run finishes every page still renders, with everything pending."""
     results = tmp_path / "results" / "tiny"
@@ -280,6 +291,7 @@ def test_result_files_are_readable_by_others(tmp_path):
 CELL = "vgg16/80-120/cifar100/10"  # RETRAINS[0]
 
 
+@pytest.mark.slow
 def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
     page = built / "report" / "cells" / "table1" / "vgg16_80-120_cifar100_10.html"
     html = page.read_text()
@@ -305,6 +317,7 @@ def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
     assert "No run of this cell has finished yet" in pending and "rerun table1 vgg16/0-100/cifar10/40" in pending
 
 
+@pytest.mark.slow
 def test_index_counts_and_distances_match_the_result_files(built):
     """Recount Table 1 from the result.json files alone and compare with the index's entry."""
     from methods.cells import load_tables, table1_cells
@@ -326,6 +339,7 @@ def test_index_counts_and_distances_match_the_result_files(built):
     assert f"{entry['mean_abs_diff']:.2f}" in (built / "report" / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_table4_reads_table1s_runs_for_its_lr_01_rows(built):
     t1 = pd.read_csv(built / "tables" / "table1.csv", dtype={"draw": str})
     t4 = pd.read_csv(built / "tables" / "table4.csv", dtype={"draw": str})
@@ -338,6 +352,7 @@ def test_table4_reads_table1s_runs_for_its_lr_01_rows(built):
     assert "Initial LR" in (built / "report" / "table4.html").read_text()
 
 
+@pytest.mark.slow
 def test_figure5_flops_from_the_mask_history(built):
     """At the final draw the pruned architecture is the final-draw retraining's; the total is
     t dense + E pruned epochs x 3 x forward FLOPs x 50k images, in 0.05 PFLOPs."""
@@ -356,6 +371,7 @@ def test_figure5_flops_from_the_mask_history(built):
     assert "figure5.png" in (built / "report" / "figure5.html").read_text()
 
 
+@pytest.mark.slow
 def test_fidelity_page_lists_every_entry(built):
     from reports.fidelity import load
 
@@ -367,6 +383,7 @@ def test_fidelity_page_lists_every_entry(built):
     assert "table4.later_lrs: null" in html and "shortcut: A_detached" in html
 
 
+@pytest.mark.slow
 def test_a_bf16_cell_is_marked(tree, tmp_path):
     """A run trained under the opt-in bf16 autocast marks its own cell (CSV column, HTML badge), no other."""
     copy = tmp_path / "results" / "tiny"
@@ -383,6 +400,7 @@ def test_a_bf16_cell_is_marked(tree, tmp_path):
     assert html.count('<span class="warn">bf16</span>') == 1 and "bf16 autocast (not the papers' FP32)" in html
 
 
+@pytest.mark.slow
 def test_a_disconnected_ticket_is_marked_and_never_inside_the_spread(tree, tmp_path):
     """A cell whose ticket is disconnected carries the mark (CSV column, HTML badge), its cell page
     the per-layer table, and it does not count as agreeing with the paper even with the paper's
@@ -409,6 +427,7 @@ def test_a_disconnected_ticket_is_marked_and_never_inside_the_spread(tree, tmp_p
     assert "keeps 3 of 12 channels (25.0%)" in cell and ">0 (0.0%)<" in cell
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL, reason="needs real training (../shared/data) for recorded tickets")
 def test_cell_page_shows_the_recorded_per_layer_ticket(built):
     res = _result(RETRAINS[0], built)
@@ -420,6 +439,7 @@ def test_cell_page_shows_the_recorded_per_layer_ticket(built):
     assert all(f"<code>{x['name']}</code>" in html for x in t["layers"])
 
 
+@pytest.mark.slow
 def test_a_refused_ticket_shows_no_accuracy_and_its_mark(tree, tmp_path):
     """refuse_disconnected: the run's result has no accuracy and no costs; the table still builds."""
     from methods.stages import REFUSED
@@ -437,6 +457,7 @@ def test_a_refused_ticket_shows_no_accuracy_and_its_mark(tree, tmp_path):
     assert row.ticket_flag == "disconnected" and math.isnan(row.ours_mean) and math.isnan(row.pruned_flops_mean)
 
 
+@pytest.mark.slow
 def test_a_flagged_figure1_point_is_marked_and_the_others_are_not(tree, tmp_path):
     """One flagged point among unflagged ones (pandas makes their missing flag NaN)."""
     copy = tmp_path / "results" / "tiny"

@@ -181,6 +181,7 @@ def test_l1_random_arm_keeps_the_dense_scale():
     assert torch.equal(net.fc.weight, dense.fc.weight) and torch.equal(net.bn1.weight, dense.bn1.weight)  # theta_0's
 
 
+@pytest.mark.slow
 def test_masked_weights_stay_exactly_zero_through_training_and_resume(tmp_path, data_root):
     scale = load_scale("tiny").model_copy(update={"epochs": 3})
     dense = run_dense(tmp_path / "dense", scale, "vgg16bn", "cifar10", "80-120", 0.1, 1, str(data_root))

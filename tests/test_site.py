@@ -120,15 +120,17 @@ def test_cell_state_takes_the_worst_of_its_runs(tmp_path):
     assert cell_state(cell, results) == "done"
 
 
-def test_status_command_prints_counts(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "methods", "status", "--scale", "full", "--results", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=120).stdout
+def test_status_command_prints_counts(tmp_path, capsys):
+    from methods.__main__ import main
+
+    assert main(["status", "--scale", "full", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("table2"))
     header = next(x for x in out.splitlines() if x.startswith("table "))
     assert header.split() == ["table", "done", "stale", "running", "missing", "failed", "total"]
     assert line.split() == ["table2", "0", "0", "0", "93", "0", "93"]
-    listing = subprocess.run([sys.executable, "-m", "methods", "status", "--scale", "full", "--results", str(tmp_path),
-                              "--list", "table8"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120).stdout
+    assert main(["status", "--scale", "full", "--results", str(tmp_path), "--list", "table8"]) == 0
+    listing = capsys.readouterr().out
     assert "missing  lr0.1/vgg16l1/a/winning" in listing and len(listing.splitlines()) == 20
 
 
@@ -145,10 +147,12 @@ def test_rerun_targets_are_the_cells_own_runs():
         "python -m methods rerun table8 lr0.1/resnet56/a/winning --scale smoke --results results --data-root data --seed 1")
 
 
-def test_rerun_rejects_an_unknown_cell_in_one_line():
-    p = subprocess.run([sys.executable, "-m", "methods", "rerun", "table1", "vgg16/9-9/cifar10/10", "--scale", "tiny", "-n"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "status --list table1" in p.stderr
+def test_rerun_rejects_an_unknown_cell_in_one_line(capsys):
+    from methods.__main__ import main
+
+    assert main(["rerun", "table1", "vgg16/9-9/cifar10/10", "--scale", "tiny", "-n"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "status --list table1" in err
 
 
 def test_fidelity_entries_are_complete(tmp_path):
@@ -200,6 +204,7 @@ def test_a_rerun_refreshes_every_page_showing_the_run():
     assert set(pages_showing("full", own)) >= {"table1", "table2", "table4", "figure1", "figure5"}
 
 
+@pytest.mark.slow
 def test_a_specification_without_the_new_sections_still_works(tmp_path):
     """A tables= copy trimmed before Table 4 and Figure 5 existed: no cells, no page, a valid workflow for the rest."""
     import yaml

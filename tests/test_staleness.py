@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from methods.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
@@ -50,6 +51,7 @@ def test_a_result_made_before_digests_is_judged_by_its_recorded_config():
     assert stale_reason({"no_ticket": "none"}, inputs_of(RetrainRun(VGG, 0.5, "eb"), tiny)) is None  # its search decides
 
 
+@pytest.mark.slow
 def test_a_stage_retrains_a_stale_result_without_its_old_checkpoint_or_snapshots(tmp_path, data_root):
     from methods.io import load_torch, save_torch
     from methods.stages import run_search
@@ -68,18 +70,23 @@ def test_a_stage_retrains_a_stale_result_without_its_old_checkpoint_or_snapshots
     assert not (out / "ckpt.pt").exists()
 
 
-def _status(tmp_path, env) -> dict:
-    out = subprocess.run([sys.executable, "-m", "methods", "status", "--scale", "tiny", "--results", str(tmp_path),
-                          "--tables", str(tmp_path / "tables.yaml"), "--list", "table1"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300).stdout
+def _status(tmp_path, capsys) -> dict:
+    from methods.__main__ import main
+
+    capsys.readouterr()
+    assert main(["status", "--scale", "tiny", "--results", str(tmp_path), "--tables", str(tmp_path / "tables.yaml"),
+                 "--list", "table1"]) == 0
+    out = capsys.readouterr().out
     return {line.split()[1]: line.split()[0] for line in out.splitlines()}
 
 
-def test_a_scale_edit_reruns_exactly_the_affected_runs(tmp_path, data_root):
+@pytest.mark.slow
+def test_a_scale_edit_reruns_exactly_the_affected_runs(tiny_tree, tmp_path, data_root, monkeypatch, capsys):
     """Table 1 at an edited copy of the tiny scale: VGG16's and PreResNet's search and retraining.
     Widening VGG16 makes exactly VGG16's two results stale (status, reports, rerun's reason); the
     workflow retrains those two and leaves PreResNet's files untouched; then nothing is left to do.
-    A result without a digest (made before them) whose recorded config fits is kept."""
+    A result without a digest (made before them) whose recorded config fits is kept.
+    The four runs come trained by the workflow in a copy of tests/conftest.py's ``tiny_tree``."""
     from methods.io import read_json, write_json
     from reports.common import load_run
 
@@ -88,28 +95,30 @@ def test_a_scale_edit_reruns_exactly_the_affected_runs(tmp_path, data_root):
     tiny = yaml.safe_load((SCALES_DIR / "tiny.yaml").read_text())
     (scales / "tiny.yaml").write_text(yaml.safe_dump(tiny))
     env = {**os.environ, "SUITE_SCALES_DIR": str(scales)}
+    monkeypatch.setenv("SUITE_SCALES_DIR", str(scales))  # the in-process status reads it too
+    results = tiny_tree.copy(tmp_path / "results").root  # the workflow's runs, trained (the first run finds them done)
     spec = {"table1": {"models": ["vgg16", "preresnet101"], "datasets": ["cifar10"], "schedules": ["80-120"], "draws": ["10"],
                        "ratio": 0.5, "lr": 0.1, "runs": 1, "retrain_schedule": "80-120", "init": "fresh"}}
-    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(spec))
-    cmd = SNAKEMAKE + ["table1", "--cores", "1", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}",
-                       f"tables={tmp_path / 'tables.yaml'}"]
+    (results / "tables.yaml").write_text(yaml.safe_dump(spec))
+    cmd = SNAKEMAKE + ["table1", "--cores", "1", "--config", "scale=tiny", f"results={results}", f"data_root={data_root}",
+                       f"tables={results / 'tables.yaml'}"]
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
-    root = tmp_path / "tiny"
+    root = results / "tiny"
     files = {r: root / r.path("").lstrip("/") / "result.json"
              for r in (VGG, RetrainRun(VGG, 0.5, "10"), PRE, RetrainRun(PRE, 0.5, "10"))}
     before = {r: f.stat().st_mtime_ns for r, f in files.items()}
-    assert _status(tmp_path, env) == {"vgg16/80-120/cifar10/10": "done", "preresnet101/80-120/cifar10/10": "done"}
+    assert _status(results, capsys) == {"vgg16/80-120/cifar10/10": "done", "preresnet101/80-120/cifar10/10": "done"}
 
     tiny["models"]["vgg16"]["width"] = 0.125  # the edit: VGG16 twice as wide
     (scales / "tiny.yaml").write_text(yaml.safe_dump(tiny))
-    assert _status(tmp_path, env) == {"vgg16/80-120/cifar10/10": "stale", "preresnet101/80-120/cifar10/10": "done"}
+    assert _status(results, capsys) == {"vgg16/80-120/cifar10/10": "stale", "preresnet101/80-120/cifar10/10": "done"}
     wide = Scale(name="tiny", **tiny)
     vgg_retrain = load_run(files[RetrainRun(VGG, 0.5, "10")].parent, wide)
     assert not vgg_retrain.done and vgg_retrain.status.startswith("stale: config digest")
     assert load_run(files[RetrainRun(PRE, 0.5, "10")].parent, wide).done
     rerun = subprocess.run([sys.executable, "-m", "methods", "rerun", "table1", "vgg16/80-120/cifar10/10", "--scale", "tiny",
-                            "--results", str(tmp_path), "--data-root", str(data_root), "--tables", str(tmp_path / "tables.yaml"),
+                            "--results", str(results), "--data-root", str(data_root), "--tables", str(results / "tables.yaml"),
                             "-n"], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300).stdout
     assert "knobs.width 0.0625 -> 0.125" in rerun and f"why: {files[VGG].parent}: stale" in rerun
 
@@ -120,7 +129,7 @@ def test_a_scale_edit_reruns_exactly_the_affected_runs(tmp_path, data_root):
     for r in (VGG, RetrainRun(VGG, 0.5, "10")):
         res = read_json(files[r])
         assert res["config_digest"] == expected(r, wide) and res["config"]["knobs"]["width"] == 0.125
-    assert _status(tmp_path, env) == {"vgg16/80-120/cifar10/10": "done", "preresnet101/80-120/cifar10/10": "done"}
+    assert _status(results, capsys) == {"vgg16/80-120/cifar10/10": "done", "preresnet101/80-120/cifar10/10": "done"}
 
     # A PreResNet result as the suite wrote it before digests: no digest key, no marker; mtime kept.
     old = files[RetrainRun(PRE, 0.5, "10")]

@@ -19,11 +19,11 @@ from methods.train import fit
 from methods.unstructured import prunable
 
 
-@pytest.fixture(scope="module")
-def search(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("t2") / "search"
-    run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["final"])
-    return out
+@pytest.fixture
+def search(tiny_search):
+    """run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, data_root) with a snapshot at
+    the final epoch (among others): tests/conftest.py's shared search, read-only."""
+    return tiny_search[0]
 
 
 def _retrain(tmp_path, search, data_root, prune, draw, init, ratio=0.5):
@@ -31,6 +31,7 @@ def _retrain(tmp_path, search, data_root, prune, draw, init, ratio=0.5):
                        0.1, 1, str(data_root), prune=prune)
 
 
+@pytest.mark.slow
 def test_lt_mask_stays_exactly_zero_through_every_step_of_retraining(tmp_path, search, data_root):
     """LT: theta_0 under the final weights' magnitude mask, trained with momentum 0.9 and weight decay."""
     tiny = load_scale("tiny")
@@ -59,6 +60,7 @@ def test_lt_mask_stays_exactly_zero_through_every_step_of_retraining(tmp_path, s
     assert sum(int(torch.count_nonzero(m.weight_orig)) for m, _ in layers) <= kept
 
 
+@pytest.mark.slow
 def test_table2_rows_charge_their_stages(tmp_path, search, data_root):
     s = json.loads((search / "result.json").read_text())
     dense_run = s["train_flops"]  # one dense training at this scale
@@ -84,6 +86,7 @@ def test_table2_rows_charge_their_stages(tmp_path, search, data_root):
         assert r["train_flops_eb_units"] == pytest.approx(r["train_flops"] / 5e13)
 
 
+@pytest.mark.slow
 def test_measured_energy_sums_the_epochs_a_cell_uses(tmp_path, data_root, monkeypatch):
     class OneJoulePerWindow:  # stands in for the Zeus monitor of a machine that has one
         def __init__(self, device):
@@ -110,6 +113,7 @@ def test_measured_energy_sums_the_epochs_a_cell_uses(tmp_path, data_root, monkey
     assert eb["energy"]["measured_j"] == tiny.epochs + 1
 
 
+@pytest.mark.slow
 def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
     import shutil
 
@@ -128,6 +132,7 @@ def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
     assert last["best_acc"] is None and "only at the last epoch (16)" in last["no_ticket"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prune, draw, init", [("magnitude", "final", "rewind"), ("thinet", "final", "drawn")])
 def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_root, monkeypatch, prune, draw, init):
     """The ticket is drawn again on resume (deterministic), then the masked or ThiNet-pruned network
@@ -145,6 +150,7 @@ def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_ro
     assert resumed["complexity"] == full["complexity"] and resumed["weight_density"] == full["weight_density"]
 
 
+@pytest.mark.slow
 def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
     """The head ``main_c.py``: the pruned architecture from a fresh init (not the ticket's weights),
     trained on from the draw epoch under the search's schedule."""
@@ -167,6 +173,7 @@ def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
         run_retrain(tmp_path / "w", tiny, search, 0.5, "8", "continuefresh", "80-120", 0.1, 1, str(data_root), prune="magnitude")
 
 
+@pytest.mark.slow
 def test_a_disconnected_ticket_is_flagged_trained_and_refused_on_request(tmp_path, search, data_root, capsys):
     """SNIP at 99.9 % of a width-1/16 VGG16's weights empties layers: the retraining records the
     per-layer report and the flags, warns in its log, and trains; refuse_disconnected skips training."""

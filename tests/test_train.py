@@ -85,20 +85,22 @@ def _comparable(result):
     return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "energy_j")} for row in result["log"]]
 
 
-def test_search_records_masks_snapshots_and_eb(tmp_path, data_root):
+@pytest.mark.slow
+def test_search_records_masks_snapshots_and_eb(tiny_search):
     tiny = load_scale("tiny")
-    res = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["20", "final"])
+    s, res = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root, snapshots incl. 20, final)
     assert len(res["log"]) == tiny.epochs and res["bn_channels"] == 264
-    h = __import__("numpy").load(tmp_path / "s" / "history.npz")
+    h = __import__("numpy").load(s / "history.npz")
     assert h["gammas"].shape == (tiny.epochs + 1, 264) and h["mask_p0.5"].shape == (tiny.epochs + 1, 264)
-    assert (tmp_path / "s" / "snapshots" / "epoch0.pt").is_file() and (tmp_path / "s" / "snapshots" / "epoch2.pt").is_file()
+    assert (s / "snapshots" / "epoch0.pt").is_file() and (s / "snapshots" / "epoch2.pt").is_file()
     for rule in ("paper", "official"):
         t = res["eb_epochs"]["0.5"][rule]
-        assert t is None or (tmp_path / "s" / "snapshots" / f"epoch{t}.pt").is_file()
-    assert not (tmp_path / "s" / "ckpt.pt").exists()
+        assert t is None or (s / "snapshots" / f"epoch{t}.pt").is_file()
+    assert not (s / "ckpt.pt").exists()
     assert res["best_acc"] == max(r["test_acc"] for r in res["log"])
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, monkeypatch):
     tiny = load_scale("tiny")
     args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 3, str(data_root))
@@ -115,11 +117,12 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, mo
     assert resumed["eb_epochs"] == full["eb_epochs"]
 
 
-def test_retrain_draws_and_charges_cost(tmp_path, data_root):
+@pytest.mark.slow
+def test_retrain_draws_and_charges_cost(tmp_path, data_root, tiny_search):
     tiny = load_scale("tiny")
-    run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), snapshot_epochs=["40"])
-    fresh = run_retrain(tmp_path / "r1", tiny, tmp_path / "s", 0.5, "40", "fresh", "80-120", 0.1, 1, str(data_root))
-    drawn = run_retrain(tmp_path / "r2", tiny, tmp_path / "s", 0.5, "40", "drawn", "80-120", 0.1, 1, str(data_root))
+    s, _ = tiny_search  # snapshots at draw 40 among others
+    fresh = run_retrain(tmp_path / "r1", tiny, s, 0.5, "40", "fresh", "80-120", 0.1, 1, str(data_root))
+    drawn = run_retrain(tmp_path / "r2", tiny, s, 0.5, "40", "drawn", "80-120", 0.1, 1, str(data_root))
     assert fresh["draw_epoch"] == drawn["draw_epoch"] == 4
     assert fresh["config"]["cfg"] == drawn["config"]["cfg"]
     assert fresh["log"][0]["test_acc"] != drawn["log"][0]["test_acc"] or fresh["log"][0]["train_loss"] != drawn["log"][0]["train_loss"]
@@ -130,19 +133,21 @@ def test_retrain_draws_and_charges_cost(tmp_path, data_root):
     assert saved["best_acc"] == fresh["best_acc"] and saved["provenance"]["torch"] == torch.__version__
 
 
-def test_tiny_model_learns(tmp_path, data_root):
-    res = run_search(tmp_path / "s", load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+@pytest.mark.slow
+def test_tiny_model_learns(tiny_search):
+    _, res = tiny_search  # run_search(s, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
     assert res["log"][-1]["train_loss"] < res["log"][0]["train_loss"]
     assert res["best_acc"] > 15.0  # 10 classes: chance is 10 %
 
 
-def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, data_root):
+@pytest.mark.slow
+def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, data_root, tiny_search):
     tiny = load_scale("tiny")
-    search = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    s, search = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
     ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None)
     t = search["eb_epochs"][str(ratio)]["paper"]
-    eb = run_retrain(tmp_path / "eb", tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    re = run_retrain(tmp_path / "re", tiny, tmp_path / "s", ratio, "eb", "fresh", "80-120", 0.1, 1, str(data_root))
+    eb = run_retrain(tmp_path / "eb", tiny, s, ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    re = run_retrain(tmp_path / "re", tiny, s, ratio, "eb", "fresh", "80-120", 0.1, 1, str(data_root))
     assert eb["draw_epoch"] == re["draw_epoch"] == t
     assert [r["epoch"] for r in eb["log"]] == list(range(t + 1, tiny.epochs + 1))
     assert eb["log"][0]["lr"] == pytest.approx(([0.1] * 8 + [0.01] * 4 + [0.001] * 4)[t])  # same schedule, epoch t
@@ -164,12 +169,13 @@ def test_draw_epochs_resolve_and_bad_draws_are_refused():
             resolve_draw_epoch(draw, smoke, search, ratio)
 
 
-def test_eb_train_resumes_mid_retraining(tmp_path, data_root, monkeypatch):
+@pytest.mark.slow
+def test_eb_train_resumes_mid_retraining(tmp_path, data_root, monkeypatch, tiny_search):
     """EB Train starts at the EB epoch (start_epoch > 0): a kill during it resumes exactly."""
     tiny = load_scale("tiny")
-    search = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
+    s, search = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
     ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 2)
-    args = (tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    args = (tiny, s, ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
     full = run_retrain(tmp_path / "a", *args)
     with killed_at_checkpoint(2, monkeypatch):
         run_retrain(tmp_path / "b", *args)

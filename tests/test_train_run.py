@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from methods.cells import RetrainRun, SearchRun
 from methods.config import load_scale
 from methods.io import read_json
 from methods.jobs import retrain_args, train
 
 
+@pytest.mark.slow
 def test_train_equals_the_workflow_command(tmp_path, data_root):
     from methods.__main__ import main
 

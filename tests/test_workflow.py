@@ -13,12 +13,21 @@ from methods.rerun import job_counts  # the 'Job stats' table of a dry run as {r
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake
 
 
 
-def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
-    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "--config", f"results={tmp_path}"],
-                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+
+@pytest.fixture(scope="module")
+def full_dry(tmp_path_factory) -> str:
+    """The full-scale workflow through the SLURM profile, a dry run printing its commands (-n -p)."""
+    results = tmp_path_factory.mktemp("full")
+    return subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={results}"],
+                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+
+
+def test_slurm_profile_lists_the_full_scale_jobs(full_dry):
+    out = full_dry
     jobs = job_counts(out)
     # FP32: 2 models x 2 datasets x 2 schedules x 3 seeds searches; 8-bit: 4 settings x 3 seeds, shared by
     # Table 2's LF/LL rows and Figure 2. Table 1 (32 cells x 3 seeds) and Figure 1 (4 settings x 3 ratios x
@@ -44,12 +53,11 @@ def test_slurm_profile_lists_the_full_scale_jobs(tmp_path):
     assert all("gpu" not in res for rule, v in limits.items() if rule.startswith("report") for res in v)
 
 
-def test_report_commands_parse(tmp_path):
+def test_report_commands_parse(full_dry):
     """Every report command the full-scale workflow would run is accepted by the reports CLI."""
     from reports.__main__ import parser
 
-    out = subprocess.run(SNAKEMAKE + ["--profile", "slurm", "all_tables", "-n", "-p", "--config", f"results={tmp_path}"],
-                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    out = full_dry
     cmds = [line.split(" -m reports ", 1)[1].split() for line in out.splitlines() if " -m reports " in line]
     assert len(cmds) == 12  # 9 tables and figures, the fidelity page, the claims page, the index
     for argv in cmds:
@@ -105,37 +113,28 @@ def test_a_misspelt_config_key_stops_the_workflow(tmp_path):
     assert run.returncode != 0 and "unknown config key(s) ['data_rot']" in run.stdout + run.stderr
 
 
-def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
+def test_tiny_all_tables_runs_end_to_end(tiny_tree, tmp_path):
     """Every rule and page for real on CIFAR-10 (all rows, draws, ratios, models and both precisions;
     CIFAR-100's cells are the same code with 100 classes), through a ``tables=`` subset of the
-    specification so CI stays short; the full cell lists are asserted by the dry runs above."""
+    specification so CI stays short; the full cell lists are asserted by the dry runs above.
+    The run is tests/conftest.py's ``tiny_tree`` (``tiny_spec()``), shared with the tests that read such a tree."""
     import yaml
 
-    from methods.cells import load_tables
-
-    spec = load_tables()
-    for name in ("table1", "table2", "table4", "figure1", "figure2", "figure5"):
-        spec[name]["datasets"] = ["cifar10"]
-    spec["table4"]["models"] = {"vgg16": [0.1, 0.5]}  # one new-LR search; PreResNet's is the same code
-    spec["figure3"]["dataset"] = "cifar10"
-    # RT: every arm, method and model family, each LR once: a ResNet and a VGG of each table
-    spec["table8"].update(models={"resnet56": ["b"], "vgg16l1": ["a"]}, lrs=[0.1])
-    spec["table9"].update(models=["resnet50", "vgg16bn"], ratios=[0.95], lrs=[0.01])
-    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(spec))
-    cmd = SNAKEMAKE + ["all_tables", "--cores", "2", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}",
-                       f"tables={tmp_path / 'tables.yaml'}"]
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    run = tiny_tree.run
     assert run.returncode == 0, run.stderr[-3000:]
-    report = Path(tmp_path) / "tiny" / "report"
+    spec = yaml.safe_load(tiny_tree.tables.read_text())
+    cmd = tiny_tree.cmd("all_tables")
+    results = tiny_tree.root
+    report = Path(results) / "tiny" / "report"
     for page in ("index.html", "table1.html", "table2.html", "table4.html", "figure1.html", "figure2.html", "figure3.html",
                  "figure5.html", "figure1.png", "figure2.png", "figure3.png", "figure5.png", "table8.html", "table9.html",
                  "fidelity.html"):
         assert (report / page).stat().st_size > 0
     import pandas as pd
 
-    t1 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "table1.csv")
+    t1 = pd.read_csv(Path(results) / "tiny" / "tables" / "table1.csv")
     assert len(t1) == 16 and t1["ours_mean"].notna().all() and t1["paper"].notna().all()
-    t2 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "table2.csv")
+    t2 = pd.read_csv(Path(results) / "tiny" / "tables" / "table2.csv")
     # 2 models x 3 ratios x 8 rows (the LL row exists for both models on CIFAR-10)
     assert len(t2) == 48 and (t2["n_expected"] == 1).all() and t2["paper"].notna().all()
     eb = t2.method.str.startswith("eb_")
@@ -150,29 +149,31 @@ def test_tiny_all_tables_runs_end_to_end(tmp_path, data_root):
 
     ll = lowp[lowp.method == "eb_ll"].iloc[0]
     cell = next(c for c in table2_cells(load_scale("tiny"), spec) if (c.model, c.method, c.ratio) == (ll.model, "eb_ll", ll.ratio))
-    run = json.loads(Path(cell.runs[0].path(f"{tmp_path}/tiny"), "result.json").read_text())
-    dense = json.loads(Path(SearchRun(ll.model, "cifar10", "80-120", 0.1, 1).path(f"{tmp_path}/tiny"), "result.json").read_text())
+    run = json.loads(Path(cell.runs[0].path(f"{results}/tiny"), "result.json").read_text())
+    dense = json.loads(Path(SearchRun(ll.model, "cifar10", "80-120", 0.1, 1).path(f"{results}/tiny"), "result.json").read_text())
     assert ll.energy_rel == pytest.approx(run["energy"]["modelled_j"] / dense["energy"]["modelled_j"])
     assert run["energy"]["bits_search"] == run["energy"]["bits_retrain"] == 8
     for t, n in (("table8", 2), ("table9", 2)):
-        rt = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / f"{t}.csv")
+        rt = pd.read_csv(Path(results) / "tiny" / "tables" / f"{t}.csv")
         assert len(rt) == n and rt[["unpruned_mean", "winning_mean", "random_mean", "paper_winning_mean"]].notna().all().all()
     assert "Not judged in our runs" in (report / "table9.html").read_text()  # one seed at tiny scale: no spread
-    f2 = pd.read_csv(Path(tmp_path) / "tiny" / "tables" / "figure2.csv")
+    f2 = pd.read_csv(Path(results) / "tiny" / "tables" / "figure2.csv")
     assert len(f2) == 15 and (f2.n_runs == 1).all() and f2.train_flops_units_mean.gt(0).all()
     assert f2.dense_acc_mean.notna().all() and f2.dense_fp32_acc_mean.notna().all()
     again = subprocess.run(cmd + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
-    _rerun_one_cell(tmp_path, data_root)
+    _rerun_one_cell(tiny_tree, tiny_tree.copy(tmp_path / "results"))  # on a copy: the shared tree stays as built
 
 
-def _rerun_one_cell(tmp_path, data_root):
-    """The command printed on a cell page reruns just that cell's own stage and refreshes its page."""
-    tiny = tmp_path / "tiny"
+def _rerun_one_cell(tree, copy):
+    """The command printed on a cell page reruns just that cell's own stage and refreshes its page
+    (``tree``'s page, run on ``copy`` with the copy's folders)."""
+    tiny = copy.root / "tiny"
     cell = "vgg16/80-120/cifar10/20"
     html = (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()
     cmd = re.search(r"^(?:<pre>)?(python -m methods rerun table1 vgg16/80-120/cifar10/20 [^\n#]*?)\s*$", html, re.M)[1].split()
-    assert cmd[cmd.index("--results") + 1] == str(tmp_path) and cmd[cmd.index("--tables") + 1] == str(tmp_path / "tables.yaml")
+    assert cmd[cmd.index("--results") + 1] == str(tree.root) and cmd[cmd.index("--tables") + 1] == str(tree.tables)
+    cmd[cmd.index("--results") + 1], cmd[cmd.index("--tables") + 1] = str(copy.root), str(copy.tables)
     argv = [sys.executable, *cmd[1:]]
     dry = subprocess.run(argv + ["-n"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     assert 'jobs: {"retrain": 1}' in dry  # the cell's own stage only: its search and everything else are done
