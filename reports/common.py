@@ -6,6 +6,7 @@ A run is *done* when its ``result.json`` exists and parses; anything else is *pe
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 from collections.abc import Mapping
 import os
@@ -225,7 +226,9 @@ class _ModelNames(Mapping):
 MODEL_NAMES = _ModelNames()
 
 
+@functools.lru_cache(maxsize=1)
 def env() -> jinja2.Environment:
+    """The one template environment of a process: building it per page recompiled every template."""
     e = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     # The filters return HTML entities (&ndash;, &minus;), so mark them safe.
