@@ -98,3 +98,18 @@ def popen(cmd, cwd, env):
 
 def tres(job: dict) -> set[str]:
     return set(job.get("TRES", "").split(","))
+
+
+def cluster_mark(accounting: bool):
+    """The SLURM modules' skip mark: skipped with one line where no cluster can start (not root,
+    packages missing); under CI=true that is an error instead (CI must run them)."""
+    import os
+
+    import pytest
+
+    from slurm_cluster import why_not
+
+    why = why_not(accounting=accounting)
+    if why and os.environ.get("CI") == "true":
+        raise RuntimeError(f"CI must run the SLURM tests: {why}")
+    return pytest.mark.skipif(bool(why), reason=why or "")

@@ -21,18 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import Cluster, why_not
-from slurm_helpers import FAST, attempts, epochs, epochs_in, make_suite, popen, snakemake_config, tres, trainers, until
+from slurm_cluster import Cluster
+from slurm_helpers import cluster_mark, FAST, attempts, epochs, epochs_in, make_suite, popen, snakemake_config, tres, trainers, until
 
 CELL = "vgg16/80-120/cifar10/10"
 SEARCH = "vgg16-cifar10-80-120-lr0.1-s1"
 RUN = "p0.5-e10-fresh-80-120-lr0.1"
 TRAIN_TRES = {"cpu=4", "mem=16000M"}  # slurm/resources.yaml (the GPU: TresPerJob/TresPerNode, gres/gpu is no TRES without slurmdbd)
 
-_why = why_not(accounting=False)
-if _why and os.environ.get("CI") == "true":
-    raise RuntimeError(f"CI must run the SLURM tests: {_why}")
-pytestmark = pytest.mark.skipif(bool(_why), reason=_why or "")
+pytestmark = cluster_mark(accounting=False)
 
 
 @pytest.fixture(scope="module")

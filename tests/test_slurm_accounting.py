@@ -30,7 +30,6 @@ Skipped with one line where no cluster can start (not root, packages missing), e
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -40,18 +39,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from slurm_cluster import Cluster, why_not
-from slurm_helpers import FAST, attempts, epochs_in, make_suite, popen, snakemake_config, trainers, until
+from slurm_cluster import Cluster
+from slurm_helpers import cluster_mark, FAST, attempts, epochs_in, make_suite, popen, snakemake_config, trainers, until
 
 S10, S100 = "vgg16-cifar10-80-120-lr0.1-s1", "vgg16-cifar100-80-120-lr0.1-s1"
 RUN = "p0.5-e10-fresh-80-120-lr0.1"
 TRAIN_TRES = {"gres/gpu=1", "cpu=4", "mem=16000M"}  # slurm/resources.yaml, as slurmdbd records it
 FIELDS = ("JobID", "JobName", "State", "Elapsed", "Timelimit", "ReqTRES", "AllocTRES", "Comment", "SubmitLine")
 
-_why = why_not(accounting=True)
-if _why and os.environ.get("CI") == "true":
-    raise RuntimeError(f"CI must run the SLURM tests: {_why}")
-pytestmark = pytest.mark.skipif(bool(_why), reason=_why or "")
+pytestmark = cluster_mark(accounting=True)
 
 
 @pytest.fixture(scope="module")
