@@ -1,27 +1,27 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
-# Targets: one per registered table (methods/tables.py: table1, table2, table4, figure1, figure2, figure3, figure5 (EB),
-# table8, table9 (RT), and a plug-in's), claims, all_tables. Run folders and names: methods/cells.py.
+# Targets: one per registered table (methods/base/tables.py: table1, table2, table4, figure1, figure2, figure3, figure5 (EB),
+# table8, table9 (RT), and a plug-in's), claims, all_tables. Run folders and names: methods/runs/cells.py.
 import shlex
 import sys
 
 import yaml
 
-from methods.cells import (built_tables, load_tables, name_pattern, page_inputs, parse_dense, parse_lottery, parse_retrain,
+from methods.runs.cells import (built_tables, load_tables, name_pattern, page_inputs, parse_dense, parse_lottery, parse_retrain,
                           parse_search, refused_runs, snapshot_draws, table_runs)
-from methods.config import load_scale
-from methods.digest import inputs_of, marker, run_of, write_marker
-from methods.inputs import workflow_config
-from methods.preempt import ignore_warnings
-from methods.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
-from methods.plugins import load as load_plugins
-from methods.tables import TABLES
+from methods.base.config import load_scale
+from methods.runs.digest import inputs_of, marker, run_of, write_marker
+from methods.base.inputs import workflow_config
+from methods.base.preempt import ignore_warnings
+from methods.workflow.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
+from methods.base.plugins import load as load_plugins
+from methods.base.tables import TABLES
 
 configfile: "config.yaml"
 
-# Every key checked before any rule (methods/inputs.py): a misspelt key would be ignored silently,
+# Every key checked before any rule (methods/base/inputs.py): a misspelt key would be ignored silently,
 # and --config download=false arrives as the string "false".
 CFG = workflow_config(config)
-# A plug-in's methods, models and tables (methods/plugins.py): loaded here and, through the
+# A plug-in's methods, models and tables (methods/base/plugins.py): loaded here and, through the
 # environment, in every job this workflow starts.
 load_plugins(CFG.plugins)
 SCALE = load_scale(CFG.scale)
@@ -37,15 +37,15 @@ SNAPSHOTS = ",".join(snapshot_draws(SPEC)) or "none"
 # A group job's outputs are update(): Snakemake neither deletes its finished runs' results before
 # running it (one missing result reruns the group) nor, with keep-incomplete (profiles/default),
 # after one run fails; each stage skips a run whose result is no older than its upstream run's
-# (methods.io.finished) and whose config digest is current (methods.digest). So `--forcerun` of a
+# (methods.base.io.finished) and whose config digest is current (methods.runs.digest). So `--forcerun` of a
 # group retrains only its missing or stale runs:
-# methods.rerun forces one cell with a job per run.
+# methods.workflow.rerun forces one cell with a job per run.
 GROUP = CFG.runs_per_job or SCALE.runs_per_job
-BUILT = built_tables(SPEC)  # the registered tables (methods/tables.py) this specification lists
+BUILT = built_tables(SPEC)  # the registered tables (methods/base/tables.py) this specification lists
 RETRAINS = set(table_runs(SCALE, SPEC, "retrain"))
 LOTTERIES = set(table_runs(SCALE, SPEC, "lottery"))
 
-# Run-folder names as methods/cells.py parses them (one grammar for the workflow and the code).
+# Run-folder names as methods/runs/cells.py parses them (one grammar for the workflow and the code).
 wildcard_constraints:
     search=name_pattern("search"),
     run=name_pattern("run"),
@@ -60,7 +60,7 @@ def results(runs):
 
 
 def digest_marker(run):
-    """The run's config-digest marker, an input of its training job (methods/digest.py): a stale
+    """The run's config-digest marker, an input of its training job (methods/runs/digest.py): a stale
     result's marker is newer than the result, so the job reruns; a current one's is aged."""
     return marker(run, R, SCALE, run in REFUSE)
 
@@ -77,7 +77,7 @@ RUNTIME = yaml.safe_load(RUNTIME_YAML.read_text())
 # command-line --set-resources of one resource then cannot drop the others.
 TRAIN_RES = yaml.safe_load((RUNTIME_YAML.parent / "resources.yaml").read_text())
 # A SLURM warning (--signal=USR1, submitit's USR2) is for the trainer alone: this Snakemake, the
-# in-job ones and their shells ignore it instead of dying and orphaning it (methods/preempt.py).
+# in-job ones and their shells ignore it instead of dying and orphaning it (methods/base/preempt.py).
 ignore_warnings()
 
 
@@ -178,7 +178,7 @@ else:
             shell: "{PY} -m methods batch {params.cmds} >> {log} 2>&1"
 
 
-# One page per built table: it reads its cells' runs and their upstream runs (methods.cells.page_inputs).
+# One page per built table: it reads its cells' runs and their upstream runs (methods.runs.cells.page_inputs).
 for t in BUILT:
     rule:
         name: f"report_{t}"

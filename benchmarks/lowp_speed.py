@@ -3,7 +3,7 @@
 Trains the same network with the same batches for a few epochs in FP32 and in a low-precision
 format (``benchmarks/precisions.yaml``), alternating the two so drift of the machine hits both,
 and prints one JSON line: images/s of each and their ratio (FP32 / low precision = slowdown).
-The quantisers are simulated in FP32 arithmetic (``methods.lowp``), so this is the cost of the
+The quantisers are simulated in FP32 arithmetic (``methods.train.lowp``), so this is the cost of the
 simulation on this device, not of 8-bit hardware.
 
     .venv/bin/python -m benchmarks.lowp_speed --scale smoke --model vgg16 --data-root ../shared/data
@@ -19,19 +19,19 @@ import warnings
 
 import torch
 
-from methods.inputs import OneLineParser, one_line_errors
+from methods.base.inputs import OneLineParser, one_line_errors
 
 
 @one_line_errors
 def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
-    from methods.config import ConfigError, load_scale
-    from methods.data import DatasetError, balanced_subset, load_cifar, num_classes
-    from methods.eb import bn_layers
-    from methods.lowp import LowPrecisionSGD, lower, unlower
+    from methods.base.config import ConfigError, load_scale
+    from methods.base.data import DatasetError, balanced_subset, load_cifar, num_classes
+    from methods.pruning.eb import bn_layers
+    from methods.train.lowp import LowPrecisionSGD, lower, unlower
     from methods.models import build_model
-    from methods.stages import run_config, scaled_precision
-    from methods.train import device_of, train_epoch
+    from methods.stages.common import run_config, scaled_precision
+    from methods.train.loop import device_of, train_epoch
 
     ap = OneLineParser(prog="python -m benchmarks.lowp_speed", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -5,10 +5,7 @@ Bad input ends with one line on stderr naming the fix and exit status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
-import os
 import sys
 from pathlib import Path
 import warnings
@@ -16,20 +13,20 @@ import warnings
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from fvcore's import
 
 # Imported after the filter, which must be in place when these pull in fvcore.
-from .config import SCHEDULES, ConfigError, load_scale  # noqa: E402
-from .data import DATASETS, DatasetError, num_classes  # noqa: E402
-from .inputs import check_draw, check_ratio  # noqa: E402
-from .plugins import load_configured  # noqa: E402
-from .preempt import SIGNALS, Preempted, requeue_after_warning  # noqa: E402
-from .spec import INITS  # noqa: E402
-from .models import MODELS, build_model, knobs_at  # noqa: E402
-from .pruning import PRUNING  # noqa: E402
-
+from methods.base.config import SCHEDULES, ConfigError, load_scale  # noqa: E402
+from methods.base.data import DATASETS, DatasetError, num_classes  # noqa: E402
+from methods.base.inputs import check_draw, check_ratio  # noqa: E402
+from methods.base.plugins import load_configured  # noqa: E402
+from methods.base.preempt import Preempted, requeue_after_warning  # noqa: E402
+from methods.runs.spec import INITS  # noqa: E402
+from methods.models import MODELS, build_model, knobs_at  # noqa: E402
+from methods.pruning.registry import PRUNING  # noqa: E402
+from methods.workflow.batch import BATCHABLE  # noqa: E402
 
 
 def _refuse(p) -> None:
     p.add_argument("--refuse-disconnected", action="store_true",
-                   help="do not train a ticket that cuts every path from input to logits (methods/ticket.py): record it "
+                   help="do not train a ticket that cuts every path from input to logits (methods/pruning/ticket.py): record it "
                    "as refused; a table specification's refuse_disconnected: true sets this")
 
 def _ratio(s: str) -> float:
@@ -119,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     lt = sub.add_parser("lottery", help="RT Tables 8/9: prune a dense run and train the winning ticket or a random init "
                         "(schedule, LR and batch are the dense run's)")
     lt.add_argument("--dense", required=True, help="output folder of the dense run")
-    lt.add_argument("--prune", required=True, choices=["l1", "convmagnitude"],  # methods.lottery.LOTTERY_METHODS
+    lt.add_argument("--prune", required=True, choices=["l1", "convmagnitude"],  # methods.stages.lottery.LOTTERY_METHODS
                     help="l1 (Li et al. filter pruning, Table 8) or convmagnitude (global |w| of conv weights, Table 9)")
     lt.add_argument("--target", required=True, help="l1: architecture variant a or b; convmagnitude: ratio in (0, 1)")
     lt.add_argument("--arm", required=True, choices=["winning", "random"], help="winning ticket (theta_0) or random init")
@@ -157,16 +154,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     try:
-        load_configured()  # a plug-in's methods and models are choices of the parser (methods.plugins)
+        load_configured()  # a plug-in's methods and models are choices of the parser (methods.base.plugins)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args = parser().parse_args(argv)
     if args.cmd not in BATCHABLE:
         return _main(args)
-    from .attempts import AttemptLog
+    from methods.base.attempts import AttemptLog
 
-    with AttemptLog(args.out, args.cmd) as log:  # the run's log.txt keeps every attempt (methods/attempts.py)
+    with AttemptLog(args.out, args.cmd) as log:  # the run's log.txt keeps every attempt (methods/base/attempts.py)
         rc = _main(args)
         log.ok = rc == 0
         return rc
@@ -175,8 +172,8 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     try:
         if args.cmd == "data":
-            from .data import load_cifar
-            from .io import write_json
+            from methods.base.data import load_cifar
+            from methods.base.io import write_json
 
             counts = {}
             for name in sorted(DATASETS):
@@ -190,13 +187,15 @@ def _main(args) -> int:
         if args.cmd == "rerun":
             return _rerun(args)
         if args.cmd == "batch":
-            return _batch(args.commands)
+            from methods.workflow.batch import run_batch
+
+            return run_batch(args.commands, parser(), main)
         scale = load_scale(args.scale)
         if args.cmd == "flops":
-            from .flops import complexity
+            from methods.metrics.flops import complexity
 
             m = build_model(args.model, num_classes(args.dataset), **(knobs_at(args.model, scale) or {}))
-            from .eb import bn_layers
+            from methods.pruning.eb import bn_layers
 
             print(json.dumps({"model": args.model, "dataset": args.dataset, "scale": scale.name,
                               **complexity(m), "bn_channels": sum(b.num_features for b in bn_layers(m)),
@@ -204,20 +203,20 @@ def _main(args) -> int:
                                       "flops_paper = official counter (EB compute_flops.py): conv+linear+bias+BN+ReLU+pool, "
                                       "1 MAC = 2 FLOPs"}))
         elif args.cmd == "search":
-            from .stages import run_search
+            from methods.stages.eb import run_search
 
             snaps = [e for e in args.snapshot_epochs.split(",") if e and e != "none"]
             res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
                              args.data_root, args.download, snaps, args.lrs, args.precision)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))
         elif args.cmd == "dense":
-            from .lottery import run_dense
+            from methods.stages.lottery import run_dense
 
             res = run_dense(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed, args.data_root,
                             args.download)
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"]}))
         elif args.cmd == "lottery":
-            from .lottery import run_lottery
+            from methods.stages.lottery import run_lottery
 
             _check_upstream(args.dense, args.prune)
             res = run_lottery(args.out, scale, args.dense, args.prune, args.target, args.arm, args.seed, args.data_root,
@@ -225,7 +224,7 @@ def _main(args) -> int:
             print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
                               "weight_density": res["weight_density"]}))
         else:
-            from .stages import run_retrain
+            from methods.stages.eb import run_retrain
 
             _check_upstream(args.search, args.prune)
             res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
@@ -236,7 +235,7 @@ def _main(args) -> int:
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Preempted as e:  # a cluster signal: the checkpoint is on disk, a retry resumes (methods.preempt)
+    except Preempted as e:  # a cluster signal: the checkpoint is on disk, a retry resumes (methods.base.preempt)
         print(f"preempted: {e}", file=sys.stderr)
         requeue_after_warning(e.signum)  # a SLURM warning: back in the queue under the same job id
         return e.exit_code
@@ -245,88 +244,18 @@ def _main(args) -> int:
 
 def _check_upstream(folder: str, prune: str) -> None:
     """Refuse ``prune`` on the model of the upstream (search or dense) run in ``folder`` before
-    anything loads or trains (``methods.pruning.check_supported``); a missing result.json is
+    anything loads or trains (``methods.pruning.registry.check_supported``); a missing result.json is
     named by the stage itself."""
-    from .io import read_json
-    from .pruning import check_supported
+    from methods.base.io import read_json
+    from methods.pruning.registry import check_supported
 
     if (Path(folder) / "result.json").is_file():
         check_supported(prune, read_json(Path(folder) / "result.json")["config"]["model"])
 
 
-BATCHABLE = ("search", "retrain", "dense", "lottery")
-STOP_CODES = {128 + s for s in SIGNALS}  # a stage stopped by a cluster signal (methods.preempt)
-
-
-def _batch(commands: list[str]) -> int:
-    """Run each stage command line of ``commands`` in turn, as its own job would (same stage
-    code, seeds and files; ``tests/test_batch.py`` checks the results are bitwise equal), with
-    stdout and stderr appended to ``<--out>/log.txt`` (a resumed or skipped run keeps its
-    earlier log). Every line is parsed before any runs; a failing run does not stop the others.
-
-    Returns 0 when every run succeeded, else 1 (the failed runs are printed).
-
-    Raises:
-        ValueError: a line that is not a training stage command or does not parse.
-    """
-    import shlex
-
-    argvs, p = [shlex.split(c) for c in commands], parser()
-    outs = []
-    for argv in argvs:
-        if not argv or argv[0] not in BATCHABLE:
-            raise ValueError(f"batch runs stage command lines ({', '.join(BATCHABLE)} ... --out DIR), got {argv[:1]}")
-        with contextlib.redirect_stderr(io.StringIO()) as err:
-            try:
-                outs.append(p.parse_args(argv).out)
-            except SystemExit:
-                raise ValueError(f"batch line {shlex.join(argv)!r}: {err.getvalue().strip().splitlines()[-1]}") from None
-    failed = []
-    for argv, out in zip(argvs, outs):
-        with _output_to(Path(out) / "log.txt"):
-            try:
-                rc = main(argv)
-            except (Exception, SystemExit):  # one broken run must not lose the group's others
-                import traceback
-
-                traceback.print_exc()
-                rc = 1
-        print(f"{'done' if rc == 0 else 'FAILED'} {out}", flush=True)
-        if rc in STOP_CODES:  # preempted: the whole job stops and its retry resumes this run
-            print(f"preempted during {out}; the group's remaining runs are left to the retry", file=sys.stderr)
-            return rc
-        if rc:
-            failed.append(out)
-    if failed:
-        print(f"error: {len(failed)} of {len(argvs)} runs failed; see their log.txt: {' '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-@contextlib.contextmanager
-def _output_to(log: Path):
-    """Append this process's stdout and stderr to ``log``: ``sys.stdout``/``sys.stderr`` and file
-    descriptors 1 and 2 (C++ warnings too)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
 def _status(args) -> int:
-    from .cells import cells_of, load_tables
-    from .status import STALE_MINUTES, cell_state, format_status, table_status
+    from methods.runs.cells import cells_of, load_tables
+    from methods.workflow.status import STALE_MINUTES, cell_state, format_status, table_status
 
     scale, spec = load_scale(args.scale), load_tables(args.tables)
     root = f"{args.results}/{scale.name}"
@@ -337,14 +266,14 @@ def _status(args) -> int:
     else:
         print(f"scale {scale.name}, results {root}")
         print(format_status(table_status(scale, root, spec, **kw)))
-        from .verdicts import status_line  # the claims' verdicts, from the same result files
+        from methods.workflow.verdicts import status_line  # the claims' verdicts, from the same result files
 
         print(status_line(scale, root, spec))
     return 0
 
 
 def _rerun(args) -> int:
-    from .rerun import command, rerun, submit
+    from methods.workflow.rerun import command, rerun, submit
 
     kw = dict(table=args.table, cell_id=args.cell, scale=args.scale, results=args.results, data_root=args.data_root,
               seeds=args.seed, tables=args.tables, cores=args.cores, upstream=args.upstream, dry_run=args.dry_run)

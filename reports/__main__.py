@@ -15,15 +15,15 @@ import argparse
 import sys
 import warnings
 
-from methods.inputs import OneLineParser
+from methods.base.inputs import OneLineParser
 
-from . import pages
+from reports import page_names
 
 
 def parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="python -m reports", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("page", choices=[*pages(), "all"], help="page to build ('all' builds every page, index last)")
+    ap.add_argument("page", choices=[*page_names(), "all"], help="page to build ('all' builds every page, index last)")
     ap.add_argument("--scale", required=True, help="benchmarks/scales/<scale>.yaml (full, smoke, tiny)")
     ap.add_argument("--results", required=True, help="results tree of that scale, e.g. results/tiny")
     ap.add_argument("--tables", default=None, help="table specification (default benchmarks/tables.yaml)")
@@ -37,29 +37,29 @@ def build(page: str, scale, results: str, data_root: str | None = None, spec: di
     not pull in seaborn), or ``reports.<page>.build``."""
     from importlib import import_module
 
-    from methods.tables import TABLES
+    from methods.base.tables import TABLES
 
-    fn = TABLES[page].get("page") if page in TABLES else import_module(f"reports.{page}").build
+    fn = TABLES[page].get("page") if page in TABLES else import_module(f"reports.pages.{page}").build
     return fn(scale, results, data_root, spec)
 
 
 def main(argv=None) -> int:
-    from methods.config import ConfigError
-    from methods.plugins import load_configured
+    from methods.base.config import ConfigError
+    from methods.base.plugins import load_configured
 
     try:
-        load_configured()  # a plug-in's tables are pages, its models and methods rows (methods.plugins)
+        load_configured()  # a plug-in's tables are pages, its models and methods rows (methods.base.plugins)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from methods.cells import built_tables, load_tables
-    from methods.tables import TABLES
-    from methods.config import ConfigError, load_scale
-    from methods.io import CorruptFile
+    from methods.runs.cells import built_tables, load_tables
+    from methods.base.tables import TABLES
+    from methods.base.config import ConfigError, load_scale
+    from methods.base.io import CorruptFile
 
-    from . import common
+    from reports import common
 
     common.TABLES_PATH = args.tables
 
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         if args.page in skip:
             raise ConfigError(f"{args.page} is not in the table specification {args.tables or 'benchmarks/tables.yaml'} "
                               f"(or lists no models); add it there, or build another page")
-        for page in [p for p in pages() if p not in skip] if args.page == "all" else [args.page]:
+        for page in [p for p in page_names() if p not in skip] if args.page == "all" else [args.page]:
             out = build(page, scale, args.results, args.data_root, spec)
             if page == "index":  # one line per page: "Table 1: 2/32 cells"
                 out = ", ".join(f"{p['name']}: {p['done']}/{p['total']} {p['unit']}" for p in out)

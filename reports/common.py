@@ -15,11 +15,11 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from methods.config import PAPER_EPOCHS, Scale
-from methods.io import CorruptFile, read_json  # noqa: F401 (pages import them from here)
-from methods.results import Run, load_run  # noqa: F401 (the pages read runs through here)
+from methods.base.config import PAPER_EPOCHS, Scale
+from methods.base.io import CorruptFile, read_json  # noqa: F401 (pages import them from here)
+from methods.runs.results import Run, load_run  # noqa: F401 (the pages read runs through here)
 from methods.models import MODELS
-from methods.tables import TABLES
+from methods.base.tables import TABLES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: The ``--tables`` file the pages are built from (None: benchmarks/tables.yaml); cell pages
@@ -40,7 +40,7 @@ def mean_of(runs: list[Run], key) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-#: The two FLOPs conventions (methods/flops.py), named in every FLOPs column header.
+#: The two FLOPs conventions (methods/metrics/flops.py), named in every FLOPs column header.
 FLOPS_PAPER = "official counter: conv+linear+BN+ReLU+pool, 1 MAC = 2 FLOPs"
 FLOPS_CONV = "conv+linear only, 1 MAC = 2 FLOPs"
 
@@ -69,7 +69,7 @@ FLAG_TITLES = {"disconnected": "no path from input to logits survives the prunin
 
 def ticket_flag(runs: list[Run]) -> str | None:
     """"disconnected" or "collapsed" when a finished run of a cell drew such a ticket
-    (``methods.ticket``; the worst of its seeds), "unchecked" when a finished retraining or lottery
+    (``methods.pruning.ticket``; the worst of its seeds), "unchecked" when a finished retraining or lottery
     run predates the ticket report (a PreResNet layer it emptied was built live then, as ``bnlive``
     now), else None. Its table cell carries the mark and never counts as agreeing with the paper."""
     done = [r.result for r in runs if r.done]
@@ -138,7 +138,7 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
     The data root defaults to what the runs were trained on (their config), since the report
     itself reads no images.
     """
-    from methods.provenance import git_commit  # deferred: runs git
+    from methods.base.provenance import git_commit  # deferred: runs git
 
     done = [r.result for r in runs if r.done]
     prov = [r.get("provenance", {}) for r in done]
@@ -162,7 +162,7 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
 
 def absent_page(results, page: str, title: str, scale: Scale, data_root: str | None) -> None:
     """Write ``report/<page>.html`` for a page whose section a trimmed ``tables=`` file leaves out."""
-    from .io import write_text
+    from reports.io import write_text
 
     write_text(Path(results) / "report" / f"{page}.html",
                render("absent.html", title=title, scale=scale, prov=provenance([], data_root), scale_note=scale_note(scale),
@@ -249,7 +249,7 @@ def render(template: str, **ctx) -> str:
 
 def index_entry(table: str, done: int, total: int, runs_done, runs_total, unit: str = "cells",
                 compared: dict | None = None) -> dict:
-    """One line of the index for registered table ``table`` (``methods.tables.TABLES``: its title
+    """One line of the index for registered table ``table`` (``methods.base.tables.TABLES``: its title
     and what it shows); ``compared``: a table summary's distance to the paper (``completeness``)."""
     t = TABLES[table]
     e = {"name": t.title, "file": f"{table}.html", "what": t.what, "unit": unit, "done": done, "total": total,
@@ -267,7 +267,7 @@ def table_index_entry(table: str, sm: dict, unit: str = "cells") -> dict:
 
 def generic_index_entry(scale: Scale, results: str, spec: dict, table: str) -> tuple[dict, list]:
     """The index line of a table without its own (a plug-in's): cells whose runs are all done."""
-    from methods.cells import cells_of
+    from methods.runs.cells import cells_of
 
     cells = cells_of(scale, table, spec)
     runs = {c.id: [load_run(r.path(results), scale) for r in c.runs] for c in cells}

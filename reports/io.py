@@ -1,4 +1,4 @@
-"""Atomic figure writes; text goes through ``methods.io`` (old file or new, never half).
+"""Atomic figure writes; text goes through ``methods.base.io`` (old file or new, never half).
 
 Snakemake treats an existing output as done, so a page killed mid-write must not leave a
 truncated HTML/CSV/PNG behind.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from methods.io import write_bytes, write_text
+from methods.base.io import write_bytes, write_text
 
 __all__ = ["write_bytes", "write_text", "write_figure", "publish"]
 
@@ -27,7 +27,7 @@ def write_figure(path, fig, dpi: int = 120) -> None:
 def publish(results, name: str, table, fig, html: str) -> None:
     """Write one figure page's files: ``tables/<name>.csv`` (a DataFrame), ``report/<name>.png``
     and ``report/<name>.html``, closing the figure."""
-    from .plotting import plt
+    from reports.plotting import plt
 
     out = Path(results)
     write_text(out / "tables" / f"{name}.csv", table.to_csv(index=False))

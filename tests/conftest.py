@@ -62,8 +62,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def _tiny_search(tmp_path_factory, data_root):
-    from methods.config import load_scale
-    from methods.stages import run_search
+    from methods.base.config import load_scale
+    from methods.stages.eb import run_search
 
     out = tmp_path_factory.mktemp("tiny_search") / "s"
     res = run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root),
@@ -85,7 +85,7 @@ def tiny_spec() -> dict:
     """The table specification of the tiny end-to-end run: every row, draw, ratio, model and both
     precisions on CIFAR-10 (CIFAR-100's cells are the same code with 100 classes), so CI stays short;
     the full cell lists are asserted by the dry runs of tests/test_workflow.py."""
-    from methods.cells import load_tables
+    from methods.runs.cells import load_tables
 
     spec = load_tables()
     for name in ("table1", "table2", "table4", "figure1", "figure2", "figure5"):

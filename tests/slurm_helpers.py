@@ -51,7 +51,7 @@ def epochs(log: Path) -> list[int]:
 
 
 def attempts(log: Path) -> list[str]:
-    """The log's attempts, each from its ``== attempt`` line (methods/attempts.py)."""
+    """The log's attempts, each from its ``== attempt`` line (methods/base/attempts.py)."""
     return log.read_text().split("== attempt")[1:] if log.is_file() else []
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-import methods.config as config
+import methods.base.config as config
 from methods.__main__ import main
-from methods.cells import TABLES_YAML
-from methods.io import save_torch, write_json
+from methods.runs.cells import TABLES_YAML
+from methods.base.io import save_torch, write_json
 
 SEARCH = ["search", "--scale", "tiny", "--model", "vgg16", "--dataset", "cifar10"]
 RETRAIN = ["retrain", "--scale", "tiny", "--search", "{search}", "--ratio", "0.5", "--draw", "10"]
@@ -34,8 +34,10 @@ def _scale(**edit):
 
 CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
     ("unknown model", _with(SEARCH, "--model", "resnet9"), None, "--model: invalid choice: 'resnet9' (choose from"),
-    ("unknown dataset", _with(SEARCH, "--dataset", "svhn"), None, "--dataset: invalid choice: 'svhn' (choose from 'cifar10', 'cifar100')"),
-    ("unknown schedule", _with(SEARCH, "--schedule", "30-60"), None, "--schedule: invalid choice: '30-60' (choose from '0-100', '80-120')"),
+    ("unknown dataset", _with(SEARCH, "--dataset", "svhn"), None,
+     "--dataset: invalid choice: 'svhn' (choose from 'cifar10', 'cifar100')"),
+    ("unknown schedule", _with(SEARCH, "--schedule", "30-60"), None,
+     "--schedule: invalid choice: '30-60' (choose from '0-100', '80-120')"),
     ("unknown scale", _with(SEARCH, "--scale", "huge"), None, "unknown scale 'huge'; choose one of"),
     ("ratio above 1", _with(RETRAIN, "--ratio", "1.5"), None, "--ratio: pruning ratio must lie in (0, 1), got 1.5"),
     ("ratio 0", _with(RETRAIN, "--ratio", "0"), None, "pruning ratio must lie in (0, 1), got 0"),
@@ -44,14 +46,20 @@ CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
     ("ratio not a number", _with(RETRAIN, "--ratio", "half"), None, "pruning ratio must be a number in (0, 1), got 'half'"),
     ("unknown pruning method", _with(RETRAIN, "--prune", "snipp"), None, "--prune: invalid choice: 'snipp' (choose from"),
     ("unknown init", _with(RETRAIN, "--init", "zeros"), None, "--init: invalid choice: 'zeros' (choose from 'fresh', 'drawn'"),
-    ("draw past the last epoch", _with(RETRAIN, "--draw", "170"), None, "draw '170': a paper-scale epoch 0..160 or one of ['final'"),
+    ("draw past the last epoch", _with(RETRAIN, "--draw", "170"), None,
+     "draw '170': a paper-scale epoch 0..160 or one of ['final'"),
     ("unknown precision", _with(SEARCH, "--precision", "int8"), None, "unknown precision 'int8'; choose one of ['bfp8', 'fp32']"),
     ("learning rates not numbers", _with(SEARCH, "--lrs", "0.1,abc"), None, "learning rates are comma-separated numbers"),
-    ("negative learning rate", _with(SEARCH, "--lrs", "0.1,-0.01,0.001"), None, "lrs=[0.1, -0.01, 0.001]: learning rates must be positive"),
-    ("learning rates for too few milestones", _with(SEARCH, "--lrs", "0.1,0.01"), None, "need one more learning rate than milestones"),
-    ("unknown lottery arm", _with(LOTTERY, "--arm", "winner"), None, "--arm: invalid choice: 'winner' (choose from 'winning', 'random')"),
-    ("unknown lottery method", _with(LOTTERY, "--prune", "l2"), None, "--prune: invalid choice: 'l2' (choose from 'l1', 'convmagnitude')"),
-    ("retraining without its search", _with(RETRAIN, "--search", "{nowhere}"), None, "has no result.json: run its search stage first"),
+    ("negative learning rate", _with(SEARCH, "--lrs", "0.1,-0.01,0.001"), None,
+     "lrs=[0.1, -0.01, 0.001]: learning rates must be positive"),
+    ("learning rates for too few milestones", _with(SEARCH, "--lrs", "0.1,0.01"), None,
+     "need one more learning rate than milestones"),
+    ("unknown lottery arm", _with(LOTTERY, "--arm", "winner"), None,
+     "--arm: invalid choice: 'winner' (choose from 'winning', 'random')"),
+    ("unknown lottery method", _with(LOTTERY, "--prune", "l2"), None,
+     "--prune: invalid choice: 'l2' (choose from 'l1', 'convmagnitude')"),
+    ("retraining without its search", _with(RETRAIN, "--search", "{nowhere}"), None,
+     "has no result.json: run its search stage first"),
     ("missing dataset", _with(SEARCH, "--data-root", "{empty}"), None, "cifar10 not found or unreadable under data root"),
     ("mislabelled dataset", _with(SEARCH, "--data-root", "{mislabelled}"), None, "is mislabelled: labels 0..99, expected 0..9"),
     ("misspelt scale key", SEARCH, {"batch_sise": 32}, "unknown key 'batch_sise' (misspelt?); known: ["),
@@ -139,7 +147,8 @@ def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path, d
     (lambda s: s["table2"]["rows"]["thinet"].update(prune="l1"), "table2: rows.thinet.prune: pruning method 'l1' has no rule"),
     (lambda s: s["table8"].update(models={"vgg16": ["a"]}), "table8: prune: pruning method 'l1' has no rule for model 'vgg16'"),
     (lambda s: s["table9"].update(prune="l1"), "table9: prune: pruning method 'l1' has no rule for model 'vgg16bn'"),
-    (lambda s: s["table2"].update(ratios=[0.3, "half"]), "table2: ratios.1='half': expected a number such as 0.5 or 1e-2, got 'half'"),
+    (lambda s: s["table2"].update(ratios=[0.3, "half"]),
+     "table2: ratios.1='half': expected a number such as 0.5 or 1e-2, got 'half'"),
     (lambda s: s["table1"].update(lr="fast"), "table1: lr='fast': expected a number such as 0.5 or 1e-2, got 'fast'"),
     (lambda s: s["figure1"].update(ratios_vgg16_cifar100=[0.1, "x"]), "ratios_vgg16_cifar100='x': expected a number"),
 ])

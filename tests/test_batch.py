@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from methods.__main__ import main
-from methods.io import save_torch
-from methods.rerun import job_counts
+from methods.base.io import save_torch
+from methods.workflow.rerun import job_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,8 @@ def test_a_batch_gives_bitwise_the_runs_of_separate_processes(tmp_path, data_roo
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert alone.returncode == 0, alone.stderr[-2000:]
     # the run of interest second: the first leaves the process (data cache, RNG, threads) as it finds it
-    batch = subprocess.run([sys.executable, "-m", "methods", "batch", _retrain(search, tmp_path / "first", 0.3, "final", data_root),
+    batch = subprocess.run([sys.executable, "-m", "methods", "batch",
+                            _retrain(search, tmp_path / "first", 0.3, "final", data_root),
                             _retrain(search, tmp_path / "second", 0.5, 10, data_root)], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
     assert batch.returncode == 0, batch.stderr[-2000:]
@@ -78,7 +79,8 @@ def test_grouped_jobs_build_the_same_files_as_a_job_per_run(tmp_path):
     single, groups = job_counts(per_run), job_counts(grouped)
     for rule in ("retrain", "lottery"):
         assert _outputs(grouped, f"{rule}_group") == _outputs(per_run, rule) and len(_outputs(per_run, rule)) == single[rule]
-        n = [len(m[1].split(", ")) for m in re.finditer(rf"^rule {rule}_group\d+:\n(?:    .*\n)*?    output: (.*)$", grouped, re.M)]
+        n = [len(m[1].split(", "))
+             for m in re.finditer(rf"^rule {rule}_group\d+:\n(?:    .*\n)*?    output: (.*)$", grouped, re.M)]
         assert sum(n) == single[rule] and max(n) <= 16 and len(n) == sum(v for k, v in groups.items() if k.startswith(rule))
     assert groups["search"] == single["search"] and groups["dense"] == single["dense"]
 
@@ -93,10 +95,14 @@ def test_a_group_job_keeps_its_finished_runs(tiny_tree, tmp_path):
     cfg = ["--config", "scale=tiny", f"results={tree.root}", f"data_root={tree.data_root}", f"tables={tree.tables}"]
     dry = subprocess.run(base + ["all_tables", "-n", "--forceall"] + cfg, cwd=ROOT, capture_output=True, text=True, check=True,
                          timeout=300).stdout  # every job, done or not: the groups
-    pair = next(m[2].replace(" (update)", "").split(", ") for m in re.finditer(r"^rule (retrain|lottery)_group\d+:\n(?:    .*\n)*?    output: (.*)$", dry, re.M)
+    pair = next(m[2].replace(" (update)", "").split(", ")
+                for m in re.finditer(r"^rule (retrain|lottery)_group\d+:\n(?:    .*\n)*?    output: (.*)$", dry, re.M)
                 if len(m[2].split(", ")) == 2)
     a, b = map(Path, pair)
-    run = lambda: subprocess.run(base + pair + cfg, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    def run():
+        return subprocess.run(base + pair + cfg, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
     assert run().returncode == 0 and a.is_file() and b.is_file()
     a.unlink(), b.unlink()
     save_torch(b.parent / "ckpt.pt", {"digest": "another configuration"})  # b fails on resuming, after a trains
@@ -114,7 +120,7 @@ def test_a_group_job_keeps_its_finished_runs(tiny_tree, tmp_path):
 def test_a_result_older_than_its_upstream_run_is_stale(tmp_path):
     import os
 
-    from methods.io import finished, write_json
+    from methods.base.io import finished, write_json
     up, out = tmp_path / "search", tmp_path / "search" / "retrain" / "r"
     write_json(up / "result.json", {"up": 1})
     write_json(out / "result.json", {"acc": 0.5})

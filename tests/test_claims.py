@@ -1,4 +1,4 @@
-"""The claims' rules (methods/claims.py) on hand-made numbers and the papers' tables; the claims
+"""The claims' rules (methods/base/claims.py) on hand-made numbers and the papers' tables; the claims
 page on a hand-made results tree; the `claims` target's dry run (issue 17)."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from methods import claims as C
-from methods.cells import figure3_searches, load_tables, table1_cells, table2_cells
-from methods.config import ROOT, load_scale
-from methods.eb import masks_from_gammas
-from methods.flops import complexity
+from methods.base import claims as C
+from methods.runs.cells import figure3_searches, load_tables, table1_cells, table2_cells
+from methods.base.config import ROOT, load_scale
+from methods.pruning.eb import masks_from_gammas
+from methods.metrics.flops import complexity
 from methods.models import build_model
 
 CFG = C.load_claims()
@@ -172,7 +172,7 @@ def scale():
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, scale) -> Path:
     """The hand-made tree reported: Table 1's page (cell pages to link) and the claims page."""
-    from reports import claims, table1
+    from reports.pages import claims, table1
 
     results = tmp_path_factory.mktemp("claims") / "tiny"
     _tree(results, scale, 85.0)
@@ -182,7 +182,7 @@ def page(tmp_path_factory, scale) -> Path:
 
 
 def test_verdicts_on_a_hand_made_tree(page, scale):
-    from reports.claims import verdicts
+    from reports.pages.claims import verdicts
 
     v, _ = verdicts(scale, str(page), SPEC)
     assert v["EB-1"].verdict == C.HOLDS       # epoch 2 x 1,960 steps, before the decay at 8, masks fixed after it
@@ -199,7 +199,7 @@ def test_verdicts_on_a_hand_made_tree(page, scale):
 
 
 def test_a_network_near_chance_judges_only_the_cost_claims(tmp_path, scale):
-    from reports.claims import verdicts
+    from reports.pages.claims import verdicts
 
     _tree(tmp_path, scale, 14.0)
     v, _ = verdicts(scale, str(tmp_path), SPEC)
@@ -211,7 +211,7 @@ def test_a_network_near_chance_judges_only_the_cost_claims(tmp_path, scale):
 def test_early_draws_are_judged_only_where_they_had_the_papers_steps(tmp_path, scale):
     """7 steps per epoch: Table 1's "10"/"20" are 7 and 14 steps, not the paper's 1,960 and 3,920; they are
     shown, not judged, and EB-2 rests on the EB-epoch draw (which the paper's rule times itself)."""
-    from reports.claims import verdicts
+    from reports.pages.claims import verdicts
 
     _tree(tmp_path, scale, 85.0, images=200)
     v, _ = verdicts(scale, str(tmp_path), SPEC)
@@ -260,7 +260,7 @@ def test_the_claims_target_lists_exactly_the_runs_the_claims_need(spec_file, n_s
 
 
 def test_status_and_index_say_how_many_claims_hold(page, scale):
-    from reports import claims, index
+    from reports.pages import claims, index
 
     assert claims.status_line(scale, str(page), SPEC) == \
         "claims: 4 of 10 hold, 1 do not, 5 not judged (report/claims.html)"
@@ -272,23 +272,24 @@ def test_status_and_index_say_how_many_claims_hold(page, scale):
 
 def test_published_evidence_holds_results_only_and_the_claims_page_builds_from_it(page, scale, tmp_path):
     from benchmarks.publish_evidence import publish
-    from reports import claims
-
+    from reports.pages import claims
     (Path(page) / "search" / "vgg16-cifar10-80-120-lr0.1-s1" / "ckpt.pt").write_bytes(b"weights")
     dest = tmp_path / "evidence" / "tiny"
     files = publish(Path(page), dest, "SPEC")
     kept = {p.name for p in dest.rglob("*") if p.is_file()}
-    assert kept == {"result.json", "history.npz", "PROVENANCE.md"} and len(files) == 4 * 2 + 12 + 4  # searches x (result, history), Table 1, Table 2
+    assert (kept == {"result.json", "history.npz", "PROVENANCE.md"}
+            and len(files) == 4 * 2 + 12 + 4)  # searches x (result, history), Table 1, Table 2
     assert "| `fake` |" in (dest / "PROVENANCE.md").read_text()
     assert claims.build(scale, str(dest), "fake", SPEC) == {"holds": 4, "does not hold": 1, "not judged": 5, "total": 10}
 
 
 def test_cost_claim_reads_flops_and_modelled_energy_of_every_baseline(tmp_path, scale):
     """EB-6c on a tree whose SNIP cell costs more than EB Train in FLOPs but less in energy: does not hold."""
-    from reports.claims import verdicts
+    from reports.pages.claims import verdicts
 
     spec = {k: v for k, v in SPEC.items() if k != "table1"}
-    spec["table2"] = {**SPEC["table2"], "rows": {**SPEC["table2"]["rows"], "snip": {"prune": "snip", "draw": "0", "init": "drawn"}}}
+    spec["table2"] = {**SPEC["table2"],
+                      "rows": {**SPEC["table2"]["rows"], "snip": {"prune": "snip", "draw": "0", "init": "drawn"}}}
     _tree(tmp_path, scale, 14.0)  # near chance: EB-6c is judged anyway
     for c in table2_cells(scale, spec):
         flops, joules = (3e12, 50.0) if c.method == "snip" else (1e12, 80.0)
@@ -306,10 +307,10 @@ def test_cost_claim_reads_flops_and_modelled_energy_of_every_baseline(tmp_path, 
 def test_the_committed_mid_evidence_still_reads_as_current():
     """A results tree written by an earlier commit (benchmarks/evidence/mid, PROVENANCE.md) reads as
     done, not stale, under today's code: result contents and config digests did not change meaning."""
-    from methods.cells import SearchRun
-    from methods.config import load_scale
-    from methods.results import load_run
-    from methods.verdicts import verdicts
+    from methods.runs.cells import SearchRun
+    from methods.base.config import load_scale
+    from methods.runs.results import load_run
+    from methods.workflow.verdicts import verdicts
 
     mid = load_scale("mid")
     root = ROOT / "benchmarks" / "evidence" / "mid"
@@ -318,7 +319,7 @@ def test_the_committed_mid_evidence_still_reads_as_current():
     import yaml
 
     spec = yaml.safe_load((ROOT / "benchmarks" / "claims_mid.yaml").read_text())
-    from methods.spec import check_tables
+    from methods.runs.spec import check_tables
 
     eb1 = verdicts(mid, str(root), check_tables(spec, "claims_mid.yaml"))[0]["EB-1"]
     assert any("vgg16-cifar10-80-120-lr0.1-s1" in r["what"] for r in eb1.rows)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from methods.config import ROOT
+from methods.base.config import ROOT
 
 
 def run(*args):

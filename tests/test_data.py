@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.data import DatasetError, Split, augment, balanced_subset, load_cifar, normalize
+from methods.base.data import DatasetError, Split, augment, balanced_subset, load_cifar, normalize
 
 
 def _write_torchvision_layout(root, train: Split, test: Split):

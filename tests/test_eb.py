@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from methods.eb import EBDetector, channel_mask, detect_eb, distance_matrix, layer_masks, mask_distance
+from methods.pruning.eb import EBDetector, channel_mask, detect_eb, distance_matrix, layer_masks, mask_distance
 from methods.models import build_model
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from methods.io import CorruptFile, load_checkpoint, read_json, save_checkpoint, write_json
+from methods.base.io import CorruptFile, load_checkpoint, read_json, save_checkpoint, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ if kind == "step":
 elif kind == "write":
     import io, tempfile
     from pathlib import Path
-    import methods.io as mio
+    import methods.base.io as mio
     real = mio._atomic
     def atomic(path, write):
         path = Path(path)

@@ -1,4 +1,4 @@
-"""Golden tests of the two FLOPs conventions (methods/flops.py; REFERENCE.md section 1).
+"""Golden tests of the two FLOPs conventions (methods/metrics/flops.py; REFERENCE.md section 1).
 
 Expected official-counter numbers come from EB ``compute_flops.py`` (notes/eb_official.md,
 "Forward FLOPs": VGG16 627,355,658 / 627,447,908, PreResNet-101 313,959,434 / 314,005,604) or
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.flops import EB_UNIT_FLOPS, complexity, training_flops
+from methods.metrics.flops import EB_UNIT_FLOPS, complexity, training_flops
 from methods.models import build_model
 from methods.models.vgg import VGG16_CFG
 
@@ -24,7 +24,7 @@ def units(forward_flops: float) -> float:
     return 3 * forward_flops * IMAGES * EPOCHS / EB_UNIT_FLOPS
 
 
-# --- analytic official-counter FLOPs, independent of methods/flops.py ---------------------
+# --- analytic official-counter FLOPs, independent of methods/metrics/flops.py ---------------------
 
 def vgg_formula(cfg, classes: int, hidden: int | None = None, conv_bias: bool = False) -> int:
     """Conv3x3 (pad 1) -> BN -> ReLU per width, 2x2 max-pool per "M"; final AvgPool2d(2) built in
@@ -175,7 +175,7 @@ def test_rt_vgg16_l1_and_weight_level():
 # --- masked networks, cost fields, report fallback ----------------------------------------
 
 def test_masked_network_counts_dense_and_nonzero():
-    from methods.unstructured import apply_masks, effective_macs, global_magnitude_masks
+    from methods.pruning.unstructured import apply_masks, effective_macs, global_magnitude_masks
 
     net = build_model("vgg16", 10, width=0.125)
     dense = complexity(net)
@@ -189,7 +189,7 @@ def test_masked_network_counts_dense_and_nonzero():
 
 def test_paper_cost_fields():
     """_paper_cost: EB units as run and rescaled to 50k images, the mask selection not rescaled."""
-    from methods.stages import _paper_cost
+    from methods.stages.eb import _paper_cost
 
     res = {"train_images": 5_000, "train_flops": 1.1e13, "flops_prune": 1e12,
            "train_flops_paper": 2.2e13, "flops_paper_prune": 2e12}

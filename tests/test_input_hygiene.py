@@ -8,13 +8,13 @@ import copy
 import pytest
 import torch
 
-from methods.cells import figure_runs, lottery_runs, table1_cells
-from methods.config import ConfigError, load_scale
-from methods.inputs import parse_bool, workflow_config
+from methods.runs.cells import figure_runs, lottery_runs, table1_cells
+from methods.base.config import ConfigError, load_scale
+from methods.base.inputs import parse_bool, workflow_config
 from methods.models import build_model
-from methods.pruning import check_supported
-from methods.spec import check_tables
-from methods.unstructured import apply_masks, global_magnitude_masks, remove_masks
+from methods.pruning.registry import check_supported
+from methods.runs.spec import check_tables
+from methods.pruning.unstructured import apply_masks, global_magnitude_masks, remove_masks
 
 
 @pytest.mark.parametrize("written", [0.5, "0.5", "0.50", "5e-1", "5.0e-1", 5e-1])
@@ -114,7 +114,7 @@ def test_a_masked_model_deep_copies_after_a_grad_forward_and_its_state_dict_load
 
 
 def test_a_masked_state_dict_reloads_into_a_masked_model_keeping_its_mask_and_training_alike():
-    """A checkpoint round trip (methods.train resumes this way) changes no later step."""
+    """A checkpoint round trip (methods.train.loop resumes this way) changes no later step."""
     a, b = _masked(0), _masked(0)
     with torch.no_grad():
         for p in b.parameters():  # another state, the same masks: a run before its checkpoint is loaded

@@ -13,20 +13,19 @@ pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Lowest first. base: configuration, files, data, registries with no suite imports; models;
-#: algorithms (pruning, training, counting); the specification and run identity; the stages; the
-#: workflow and its command line; the report pages, which read results and never train.
+#: Lowest first; a layer is a set of folders (a package and everything under it), so a new module
+#: gets its layer from the folder it is put in. base: configuration, files, data, registries with
+#: no suite imports; models; algorithms (pruning, training, counting); the specification and run
+#: identity; the stages; the workflow and its command line; the report pages, which read results
+#: and never train.
 LAYERS = {
-    "base": ["methods", "methods.config", "methods.io", "methods.data", "methods.inputs", "methods.provenance",
-             "methods.tables", "methods.plugins", "methods.claims", "methods.preempt", "methods.attempts"],
-    "models": ["methods.models", "methods.models.init", "methods.models.vgg", "methods.models.preresnet", "methods.models.rt"],
-    "algorithms": ["methods.eb", "methods.flops", "methods.unstructured", "methods.prune", "methods.l1", "methods.thinet",
-                   "methods.lowp", "methods.energy", "methods.ticket", "methods.pruning", "methods.train",
-                   "methods.costcurve"],
-    "specification": ["methods.spec", "methods.cells", "methods.digest", "methods.results"],
-    "stages": ["methods.stages", "methods.lottery"],
-    "workflow": ["methods.jobs", "methods.status", "methods.rerun", "methods.verdicts", "methods.__main__"],
-    "reports": ["reports.*"],
+    "base": ["methods", "methods.base"],
+    "models": ["methods.models"],
+    "algorithms": ["methods.pruning", "methods.train", "methods.metrics"],
+    "specification": ["methods.runs"],
+    "stages": ["methods.stages"],
+    "workflow": ["methods.workflow", "methods.__main__"],
+    "reports": ["reports"],
 }
 
 
@@ -60,7 +59,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
                 else:
                     continue
                 for name in names:
-                    while name and not _exists(name, root):  # "methods.cells.load_tables" -> "methods.cells"
+                    while name and not _exists(name, root):  # "methods.runs.cells.load_tables" -> "methods.runs.cells"
                         name = name.rpartition(".")[0]
                     if name.split(".")[0] in ("methods", "reports") and name != mod:
                         out.add(name)
@@ -68,11 +67,13 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
 
 
 def layer_of(mod: str) -> int | None:
-    for i, mods in enumerate(LAYERS.values()):
-        if mod in mods or any(m.endswith(".*") and mod.startswith(m[:-1]) for m in mods) or (
-                mod == "reports" and "reports.*" in mods):
-            return i
-    return None
+    """The layer of a module: that of the deepest folder of ``LAYERS`` that holds it."""
+    best, depth = None, -1
+    for i, pkgs in enumerate(LAYERS.values()):
+        for pkg in pkgs:
+            if (mod == pkg or mod.startswith(pkg + ".")) and pkg.count(".") > depth and (pkg != "methods" or mod == pkg):
+                best, depth = i, pkg.count(".")
+    return best
 
 
 def upward(graph: dict[str, set[str]]) -> list[str]:
@@ -118,7 +119,7 @@ def test_the_checker_sees_a_planted_upward_import(tmp_path):
 
     for pkg in ("methods", "reports"):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    status = tmp_path / "methods" / "status.py"
-    status.write_text(status.read_text() + "\n\ndef _claims():\n    from reports.claims import build\n    return build\n")
-    assert upward(import_graph(tmp_path)) == ["methods.status (workflow) -> reports.claims (reports)"]
-    assert "methods.verdicts" in import_graph()["methods.__main__"]
+    status = tmp_path / "methods" / "workflow" / "status.py"
+    status.write_text(status.read_text() + "\n\ndef _claims():\n    from reports.pages.claims import build\n    return build\n")
+    assert upward(import_graph(tmp_path)) == ["methods.workflow.status (workflow) -> reports.pages.claims (reports)"]
+    assert "methods.workflow.verdicts" in import_graph()["methods.__main__"]

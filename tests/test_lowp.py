@@ -1,4 +1,4 @@
-"""8-bit block floating point training (methods/lowp.py) against its definition, and the LF/LL stages."""
+"""8-bit block floating point training (methods/train/lowp.py) against its definition, and the LF/LL stages."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.config import ConfigError, Precision, load_precision, load_scale
-from methods.lowp import LowPrecisionSGD, block_quantize, lower, mac_bits, quantised_layers, unlower
+from methods.base.config import ConfigError, Precision, load_precision, load_scale
+from methods.train.lowp import LowPrecisionSGD, block_quantize, lower, mac_bits, quantised_layers, unlower
 from methods.models import build_model
 
 NEAREST8 = Precision(weight=8, activation=8, error=8, grad=8, momentum=8, rounding="nearest", swa_start=None)
@@ -124,7 +124,7 @@ def test_low_precision_sgd_step_quantises_grad_weight_and_momentum():
 
 
 def test_swa_averages_weights_and_reestimates_bn_per_sample():
-    from methods.lowp import bn_update, swa_model
+    from methods.train.lowp import bn_update, swa_model
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
@@ -175,14 +175,14 @@ def test_precision_config():
     assert mac_bits(bfp8.model_copy(update={"activation": None})) == 32  # an FP32 operand makes FP32 MACs
     with pytest.raises(ConfigError, match="unknown precision 'bfp7'"):
         load_precision("bfp7")
-    from methods.config import validate
+    from methods.base.config import validate
 
     with pytest.raises(ConfigError, match="wieght"):
         validate(Precision, {**bfp8.model_dump(), "wieght": 8}, "precisions.yaml bfp8")
 
 
 def test_a_misspelt_precision_key_is_named(tmp_path, monkeypatch):
-    import methods.config as config
+    import methods.base.config as config
 
     (tmp_path / "p.yaml").write_text("bfp6: {weigth: 6, activation: 6, error: 6, grad: 6, momentum: 6, swa_start: null}\n")
     monkeypatch.setattr(config, "PRECISIONS_YAML", tmp_path / "p.yaml")
@@ -194,7 +194,7 @@ def test_a_misspelt_precision_key_is_named(tmp_path, monkeypatch):
 def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch):
     """An 8-bit search feeds EB Train in FP32 (LF) and in 8 bits (LL): same ticket, same FLOPs,
     energy modelled per stage at its width, SWA from epoch 14 of 16, and an exact resume."""
-    from methods.stages import run_retrain, run_search
+    from methods.stages.eb import run_retrain, run_search
     from tests.test_train import _comparable, killed_at_checkpoint
 
     tiny = load_scale("tiny")
@@ -230,7 +230,7 @@ def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch)
 def test_8bit_search_resumes_exactly_after_swa_started(tmp_path, data_root, monkeypatch):
     import numpy as np
 
-    from methods.stages import run_search
+    from methods.stages.eb import run_search
     from tests.test_train import _comparable, killed_at_checkpoint
 
     tiny = load_scale("tiny")
@@ -245,10 +245,11 @@ def test_8bit_search_resumes_exactly_after_swa_started(tmp_path, data_root, monk
 
 
 def test_run_names_round_trip_with_precisions():
-    from methods.cells import figure_runs, parse_retrain, parse_search, table2_cells
+    from methods.runs.cells import figure_runs, parse_retrain, parse_search, table2_cells
 
     full = load_scale("full")
-    runs = [r for c in table2_cells(full) for r in c.runs] + figure_runs(full, None, "figure1") + figure_runs(full, None, "figure2")
+    runs = ([r for c in table2_cells(full) for r in c.runs]
+            + figure_runs(full, None, "figure1") + figure_runs(full, None, "figure2"))
     assert {r.precision for r in runs} == {"fp32", "bfp8"} and {r.search.precision for r in runs} == {"fp32", "bfp8"}
     for r in runs:
         assert parse_search(r.search.name) == r.search

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from methods.eb import bn_layers
-from methods.flops import complexity, training_flops
+from methods.pruning.eb import bn_layers
+from methods.metrics.flops import complexity, training_flops
 from methods.models import build_model
 
 

@@ -10,8 +10,8 @@ from benchmarks.perf.dag import dag_cost, run_epochs, run_flops
 from benchmarks.perf.eb_overhead import eb_seconds_per_epoch
 from benchmarks.perf.smoke import _cmdline, _tree_rss
 from benchmarks.perf.throughput import measure
-from methods.cells import RetrainRun, SearchRun
-from methods.config import load_scale
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.base.config import load_scale
 
 FULL = load_scale("full")
 
@@ -26,7 +26,7 @@ def test_dag_trains_each_shared_run_once():
 
 def test_run_epochs_and_flops_by_hand():
     s = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
-    # methods.flops.training_flops' worked example: dense VGG16, 50,000 images, 160 epochs = 301 EB units of 5e13
+    # methods.metrics.flops.training_flops' worked example: dense VGG16, 50,000 images, 160 epochs = 301 EB units of 5e13
     assert run_flops(s, FULL) / 5e13 == pytest.approx(301, abs=1)
     assert run_epochs(RetrainRun(s, 0.5, "40", "continue"), FULL) == 120  # EB Train from epoch 40
     assert run_epochs(RetrainRun(s, 0.5, "eb", "continue"), FULL) == 160  # t_EB unknown before the search
@@ -45,7 +45,8 @@ def test_throughput_loops_and_summary(data_root):
     assert r["ours_vs_reference"] == pytest.approx(r["ours"] / r["reference"])
     md = summary({"machine": "test", "throughput": [{"scale": "tiny", **r}],
                   "smoke": {"wall_s": 600, "training_jobs": 75, "peak_tree_rss_mb": 900, "peak_process_rss_mb": 400}})
-    assert "| ours / reference-style loop, tiny |" in md and "| smoke all_tables wall time | 10.0 min (75 training jobs) | <= 15 min |" in md
+    assert ("| ours / reference-style loop, tiny |" in md
+            and "| smoke all_tables wall time | 10.0 min (75 training jobs) | <= 15 min |" in md)
 
 
 def test_tree_memory_counts_this_process():

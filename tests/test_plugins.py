@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from methods.config import ConfigError
+from methods.base.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -26,13 +26,13 @@ PLUGIN = '''
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from methods.cells import Cell, RetrainRun, SearchRun
-from methods.eb import channel_mask, layer_masks
+from methods.runs.cells import Cell, RetrainRun, SearchRun
+from methods.pruning.eb import channel_mask, layer_masks
 from methods.models import register_model
 from methods.models.vgg import VGG, scaled_cfg
-from methods.prune import prune_channels, zeroes_emptied
-from methods.pruning import PruningMethod, Ticket, register_pruning
-from methods.tables import TableDef, register_table
+from methods.pruning.channels import prune_channels, zeroes_emptied
+from methods.pruning.registry import PruningMethod, Ticket, register_pruning
+from methods.base.tables import TableDef, register_table
 
 
 def draw_random(model, gammas, ratio, train, seed, classes):
@@ -74,8 +74,8 @@ def sweep_cells(scale, spec, name):
 def sweep_page(scale, results, data_root, spec):
     from pathlib import Path
 
-    from methods.io import read_json
-    from reports import cellpage
+    from methods.base.io import read_json
+    from reports.pages import cellpage
     from reports.io import write_text
 
     rows = []
@@ -95,8 +95,8 @@ register_table(TableDef("sweep", "Ratio sweep", "accuracy vs pruning ratio (a pl
 
 def test_registries_refuse_names_run_folders_cannot_carry():
     from methods.models import register_model, vgg16
-    from methods.pruning import PRUNING, PruningMethod, register_pruning
-    from methods.tables import TABLES, TableDef, register_table
+    from methods.pruning.registry import PRUNING, PruningMethod, register_pruning
+    from methods.base.tables import TABLES, TableDef, register_table
 
     with pytest.raises(ValueError, match="lowercase letters only"):
         register_pruning(PruningMethod("my-method", "channel", False, "", PRUNING["bn"].draw))
@@ -120,7 +120,7 @@ def test_registries_refuse_names_run_folders_cannot_carry():
 
 
 def test_a_missing_plugin_is_one_line(tmp_path):
-    from methods.plugins import load
+    from methods.base.plugins import load
 
     with pytest.raises(ConfigError, match=r"plugin nope\.py not found"):
         load(["nope.py"])
@@ -192,10 +192,10 @@ def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root
 
 def test_a_pruned_plugin_model_equals_its_masked_dense_network():
     """The family rule ("vgg") prunes a registered model other than VGG16 exactly (eval mode)."""
-    from methods.eb import bn_layers
+    from methods.pruning.eb import bn_layers
     from methods.models import MODELS, build_model, model_name, register_model
     from methods.models.vgg import VGG
-    from methods.prune import prune_channels, zero_pruned_bn
+    from methods.pruning.channels import prune_channels, zero_pruned_bn
 
     register_model("vgg6", lambda num_classes=10, cfg=None: VGG(cfg or [8, "M", 16, "M", 16, "M", 32, "M", 32, 32],
                                                                num_classes), "vgg", "VGG-6")

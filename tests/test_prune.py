@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from methods.eb import bn_gammas, bn_layers, channel_mask, layer_masks
-from methods.flops import complexity
+from methods.pruning.eb import bn_gammas, bn_layers, channel_mask, layer_masks
+from methods.metrics.flops import complexity
 from methods.models import build_model
-from methods.prune import prune_channels, pruned_cfg, zero_pruned_bn
+from methods.pruning.channels import prune_channels, pruned_cfg, zero_pruned_bn
 
 
 def _trained_like(model, seed=0):

@@ -22,11 +22,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not only the repo root
 
-from methods.cells import RetrainRun, SearchRun
-from methods.config import ROOT, load_scale
-from methods.io import read_json, write_json
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.base.config import ROOT, load_scale
+from methods.base.io import read_json, write_json
 from reports.__main__ import build
-from reports.table1 import load_paper
+from reports.pages.table1 import load_paper
 
 DATA = Path(os.environ.get("CIFAR_ROOT", ROOT.parent / "shared" / "data"))  # as tests/conftest.py
 REAL = (DATA / "cifar100.npz").is_file()
@@ -44,14 +44,14 @@ def _fake_search(out: Path, sr: SearchRun, scale, rng) -> None:
     """A search result with the keys the reports read, for machines without the CIFAR data."""
     n, t = 64, scale.epochs + 1
     gammas = np.abs(rng.normal(0.5, 0.2, (t, n))).cumsum(0).astype(np.float32) / np.arange(1, t + 1)[:, None]
-    from methods.eb import masks_from_gammas
-    from methods.stages import SEARCH_RATIOS
+    from methods.pruning.eb import masks_from_gammas
+    from methods.stages.eb import SEARCH_RATIOS
     import torch
 
     masks = {f"mask_p{p}": masks_from_gammas(torch.from_numpy(gammas), p).numpy() for p in SEARCH_RATIOS}
     out.mkdir(parents=True)
     np.savez_compressed(out / "history.npz", gammas=gammas, **masks)
-    from methods.eb import detect_eb
+    from methods.pruning.eb import detect_eb
 
     log = [{"epoch": e, "test_acc": float(rng.uniform(1, 5))} for e in range(1, scale.epochs + 1)]
     best = max(log, key=lambda r: r["test_acc"])
@@ -82,7 +82,7 @@ def tree(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("rep") / "results" / "tiny"
     scale = load_scale("tiny").model_copy(update={"seeds": [1, 2]})
     if REAL:
-        from methods.stages import run_retrain, run_search
+        from methods.stages.eb import run_retrain, run_search
 
         for sr in (VGG1, VGG2, PRN1):
             run_search(sr.path(str(results)), scale, sr.model, sr.dataset, sr.schedule, sr.lr, sr.seed, str(DATA))
@@ -278,7 +278,7 @@ def test_empty_tree_renders_all_pending(tmp_path):
 
 
 def test_result_files_are_readable_by_others(tmp_path):
-    from methods.io import write_json
+    from methods.base.io import write_json
 
     old = os.umask(0o022)
     try:
@@ -300,7 +300,7 @@ def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
     assert f"{res['best_acc']:.2f}" in html and "paper 71.11" in html
     assert res["provenance"]["commit"] in html and "Config hash" in html
     if REAL:  # real runs record their full configuration and torch version
-        from methods.config import RunConfig
+        from methods.base.config import RunConfig
         import torch
 
         assert RunConfig(**res["config"]).digest() in html and torch.__version__ in html
@@ -320,8 +320,8 @@ def test_cell_page_has_its_result_provenance_curves_and_rerun_command(built):
 @pytest.mark.slow
 def test_index_counts_and_distances_match_the_result_files(built):
     """Recount Table 1 from the result.json files alone and compare with the index's entry."""
-    from methods.cells import load_tables, table1_cells
-    from reports.index import pages
+    from methods.runs.cells import load_tables, table1_cells
+    from reports.pages.index import pages
 
     scale, paper = load_scale("tiny"), load_paper()
     done, diffs, inside = 0, [], 0
@@ -373,7 +373,7 @@ def test_figure5_flops_from_the_mask_history(built):
 
 @pytest.mark.slow
 def test_fidelity_page_lists_every_entry(built):
-    from reports.fidelity import load
+    from reports.pages.fidelity import load
 
     html = (built / "report" / "fidelity.html").read_text()
     from markupsafe import escape
@@ -442,7 +442,7 @@ def test_cell_page_shows_the_recorded_per_layer_ticket(built):
 @pytest.mark.slow
 def test_a_refused_ticket_shows_no_accuracy_and_its_mark(tree, tmp_path):
     """refuse_disconnected: the run's result has no accuracy and no costs; the table still builds."""
-    from methods.stages import REFUSED
+    from methods.stages.common import REFUSED
 
     copy = tmp_path / "results" / "tiny"
     shutil.copytree(tree, copy, ignore=shutil.ignore_patterns("report", "tables"))

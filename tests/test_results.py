@@ -1,4 +1,4 @@
-"""The typed result model (methods/results.py): a stage cannot write a result missing what its kind
+"""The typed result model (methods/runs/results.py): a stage cannot write a result missing what its kind
 records, and a page shows a result of the wrong shape as pending (corrupt), never as a number."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from methods.config import load_scale
-from methods.io import read_json
-from methods.results import RECORDED, load_run, write_result
+from methods.base.config import load_scale
+from methods.base.io import read_json
+from methods.runs.results import RECORDED, load_run, write_result
 
 
 def _search(**over) -> dict:
@@ -30,7 +30,7 @@ def test_write_result_refuses_a_missing_recorded_field_and_a_wrong_type(tmp_path
         write_result(f, _search(best_acc=None))
     assert not f.exists()
     write_result(f, _search())
-    assert read_json(f)["best_acc"] == 10.0  # written with its checksum (methods.io), read back whole
+    assert read_json(f)["best_acc"] == 10.0  # written with its checksum (methods.base.io), read back whole
     assert set(RECORDED) == {"search", "retrain", "dense", "lottery"}
 
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from methods.config import load_scale
-from methods.flops import complexity
-from methods.l1 import VARIANTS, filter_l1, kept_counts, l1_masks, prune_filters, variant_rule, zero_filters
-from methods.lottery import RANDOM_SEED_OFFSET, run_dense, run_lottery, start_network
+from methods.base.config import load_scale
+from methods.metrics.flops import complexity
+from methods.pruning.l1 import VARIANTS, filter_l1, kept_counts, l1_masks, prune_filters, variant_rule, zero_filters
+from methods.stages.lottery import RANDOM_SEED_OFFSET, run_dense, run_lottery, start_network
 from methods.models import build_model, model_name
-from methods.pruning import get_pruning
-from methods.unstructured import rescaled_he_, sparsity_report
+from methods.pruning.registry import get_pruning
+from methods.pruning.unstructured import rescaled_he_, sparsity_report
 
 
 @pytest.mark.parametrize("name,params,macs", [
@@ -186,7 +186,8 @@ def test_masked_weights_stay_exactly_zero_through_training_and_resume(tmp_path, 
     scale = load_scale("tiny").model_copy(update={"epochs": 3})
     dense = run_dense(tmp_path / "dense", scale, "vgg16bn", "cifar10", "80-120", 0.1, 1, str(data_root))
     assert dense["config"]["batch_size"] == 32 and dense["config"]["sparsity"] == 0.0  # min(64, tiny's 32), no BN L1
-    assert (tmp_path / "dense" / "snapshots" / "epoch0.pt").is_file() and (tmp_path / "dense" / "snapshots" / "final.pt").is_file()
+    assert ((tmp_path / "dense" / "snapshots" / "epoch0.pt").is_file()
+            and (tmp_path / "dense" / "snapshots" / "final.pt").is_file())
     res = run_lottery(tmp_path / "w", scale, tmp_path / "dense", "convmagnitude", "0.8", "winning", 1, str(data_root))
     n = res["conv_weights"]
     assert n - res["conv_nonzero"] == math.floor(0.8 * n)  # after 3 epochs of SGD with momentum and weight decay
@@ -198,7 +199,7 @@ def test_masked_weights_stay_exactly_zero_through_training_and_resume(tmp_path, 
 
 
 def test_lottery_bad_input_is_one_clear_error(tmp_path, data_root):
-    from methods.config import ConfigError
+    from methods.base.config import ConfigError
 
     scale = load_scale("tiny").model_copy(update={"epochs": 1})
     run_dense(tmp_path / "d", scale, "resnet56", "cifar10", "80-120", 0.1, 1, str(data_root))

@@ -7,11 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from methods.cells import lottery_cells, load_tables, parse_lottery
-from methods.config import load_scale
-from reports import lottery
-
-
+from methods.runs.cells import lottery_cells, load_tables, parse_lottery
+from methods.base.config import load_scale
+from reports.pages import lottery
 def _write(path: str, result: dict) -> None:
     Path(path).mkdir(parents=True, exist_ok=True)
     (Path(path) / "result.json").write_text(json.dumps(result))
@@ -38,9 +36,10 @@ def test_relation_better_and_verdict_rules():
 
 def test_the_papers_own_numbers_support_its_captions():
     """The rule applied to the transcribed tables reproduces the paper's conclusions."""
-    for table, lr, claim in (("table8", 0.1, "tie"), ("table8", 0.01, "tie"), ("table9", 0.1, "tie"), ("table9", 0.01, "winning")):
+    for table, lr, claim in (("table8", 0.1, "tie"), ("table8", 0.01, "tie"),
+                             ("table9", 0.1, "tie"), ("table9", 0.01, "winning")):
         rows = [{"relation": lottery.relation(r["winning_mean"], r["winning_std"], r["random_mean"], r["random_std"])}
-                for (l, _, _), r in lottery.load_paper(table).items() if l == lr]
+                for (paper_lr, _, _), r in lottery.load_paper(table).items() if paper_lr == lr]
         assert len(rows) in (5, 10) and lottery.verdict(rows, claim)["holds"] is True, (table, lr)
 
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from methods.tables import TABLES as CELL_TABLES
-from methods.cells import (cells_of, explicit_lrs, find_cell, parse_retrain, parse_search, table1_cells,
+from methods.base.tables import TABLES as CELL_TABLES
+from methods.runs.cells import (cells_of, explicit_lrs, find_cell, parse_retrain, parse_search, table1_cells,
                            table4_cells)
-from methods.config import ROOT, ConfigError, RunConfig, load_scale
-from methods.status import cell_state, run_state
+from methods.base.config import ROOT, ConfigError, RunConfig, load_scale
+from methods.workflow.status import cell_state, run_state
 
 FULL = load_scale("full")
 
@@ -39,7 +39,7 @@ def test_explicit_lrs_are_none_for_the_default_steps():
 
 
 def test_table4_search_schedule_gives_the_papers_lr_at_each_epoch():
-    from methods.config import schedule
+    from methods.base.config import schedule
 
     ms, lrs = schedule("80-120", 0.5, FULL, list(explicit_lrs(0.5, [0.01, 0.001])))
     cfg = RunConfig(model="vgg16", dataset="cifar10", seed=1, epochs=160, batch_size=256, test_batch_size=256,
@@ -75,7 +75,7 @@ def test_completeness_counts_the_paper_inside_our_spread():
 
 
 def test_rt_summary_counts_arms_within_the_papers_std():
-    from reports.lottery import summary
+    from reports.pages.lottery import summary
 
     row = {"n_winning": 5, "n_random": 5, "n_expected": 5, "n_dense": 5, "diff_winning": 0.3, "diff_random": -0.9,
            "paper_winning_std": 0.4, "paper_random_std": 0.5}
@@ -135,7 +135,7 @@ def test_status_command_prints_counts(tmp_path, capsys):
 
 
 def test_rerun_targets_are_the_cells_own_runs():
-    from methods.rerun import command, targets
+    from methods.workflow.rerun import command, targets
 
     own, forced = targets("table1", "vgg16/80-120/cifar100/10", "full", "results", seeds=[2])
     assert own == forced == ["results/full/search/vgg16-cifar100-80-120-lr0.1-s2/retrain/p0.5-e10-fresh-80-120-lr0.1/result.json"]
@@ -156,7 +156,7 @@ def test_rerun_rejects_an_unknown_cell_in_one_line(capsys):
 
 
 def test_fidelity_entries_are_complete(tmp_path):
-    from reports.fidelity import FIELDS, load
+    from reports.pages.fidelity import FIELDS, load
 
     entries = load()
     assert len(entries) >= 20 and {e["area"] for e in entries} == {"EB", "RT", "both"}
@@ -174,7 +174,7 @@ def test_string_model_knobs_from_a_scale_file_reach_the_model():
     """The fidelity page's RT options are scale knobs: shortcut A_detached, bn1d_init ones."""
     import yaml
 
-    from methods.config import Scale
+    from methods.base.config import Scale
     from methods.models import build_model
 
     d = yaml.safe_load((ROOT / "benchmarks" / "scales" / "tiny.yaml").read_text())
@@ -194,7 +194,7 @@ def test_string_model_knobs_from_a_scale_file_reach_the_model():
 
 
 def test_a_rerun_refreshes_every_page_showing_the_run():
-    from methods.rerun import SEARCH_FIGURES, pages_showing, targets
+    from methods.workflow.rerun import SEARCH_FIGURES, pages_showing, targets
 
     own, _ = targets("table1", "vgg16/80-120/cifar100/10", "full", seeds=[1])
     assert set(pages_showing("full", own)) == {"table1", "table4", "figure1"}  # the same run is on all three
@@ -209,11 +209,12 @@ def test_a_specification_without_the_new_sections_still_works(tmp_path):
     """A tables= copy trimmed before Table 4 and Figure 5 existed: no cells, no page, a valid workflow for the rest."""
     import yaml
 
-    from methods.cells import figure3_searches, load_tables
+    from methods.runs.cells import figure3_searches, load_tables
 
     spec = load_tables()
     del spec["table4"], spec["figure5"]
-    assert table4_cells(FULL, spec) == [] and figure3_searches(FULL, spec, "figure5") == [] and cells_of(FULL, "table4", spec) == []
+    assert (table4_cells(FULL, spec) == [] and figure3_searches(FULL, spec, "figure5") == []
+            and cells_of(FULL, "table4", spec) == [])
     (tmp_path / "old.yaml").write_text(yaml.safe_dump(spec))
     run = subprocess.run([sys.executable, "-m", "snakemake", "all_tables", "-n", "--config", "scale=smoke",
                           f"results={tmp_path}", f"tables={tmp_path / 'old.yaml'}"], cwd=ROOT, capture_output=True,

@@ -6,7 +6,8 @@ the cell in the job's comment; then ``rerun --slurm --wait`` warned as submitit'
 (USR2): its epoch finished, no orphan, no lock, requeued once (the module's only requeue), resumed.
 
 Tiny scale on a one-cell specification (table1 vgg16/80-120/cifar10/10: a search and a retraining), in a
-copy of the suite (its own ``.snakemake``), with epochs made long enough (1000 images) to interrupt. The module takes about 4 minutes.
+copy of the suite (its own ``.snakemake``), with epochs made long enough (1000 images) to interrupt. \
+The module takes about 4 minutes.
 Skipped with one line where no cluster can start (not root, packages missing), except in CI.
 """
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 import pytest
 
 from slurm_cluster import Cluster
-from slurm_helpers import cluster_mark, FAST, attempts, epochs, epochs_in, make_suite, popen, snakemake_config, tres, trainers, until
+from slurm_helpers import (cluster_mark, FAST, attempts, epochs, epochs_in, make_suite, popen, snakemake_config, tres,
+                           trainers, until)
 
 CELL = "vgg16/80-120/cifar10/10"
 SEARCH = "vgg16-cifar10-80-120-lr0.1-s1"
 RUN = "p0.5-e10-fresh-80-120-lr0.1"
-TRAIN_TRES = {"cpu=4", "mem=16000M"}  # slurm/resources.yaml (the GPU: TresPerJob/TresPerNode, gres/gpu is no TRES without slurmdbd)
+# slurm/resources.yaml (the GPU: TresPerJob/TresPerNode, gres/gpu is no TRES without slurmdbd)
+TRAIN_TRES = {"cpu=4", "mem=16000M"}
 
 pytestmark = cluster_mark(accounting=False)
 
@@ -56,7 +59,7 @@ def test_profile_without_accounting(suite, cluster):
     t0 = time.time()
     res = suite / "results" / "tiny"
     s_dir, r_dir = res / "search" / SEARCH, res / "search" / SEARCH / "retrain" / RUN
-    s_log, r_log = s_dir / "log.txt", r_dir / "log.txt"
+    s_log = s_dir / "log.txt"
     # no accounting: what makes the first profile (sacct) wait forever on finished jobs
     sacct = subprocess.run(["sacct", "-X"], env=cluster.env, capture_output=True, text=True)
     assert "accounting storage is disabled" in (sacct.stdout + sacct.stderr).lower(), sacct
@@ -72,7 +75,7 @@ def test_profile_without_accounting(suite, cluster):
         assert not set(killed) & set(trainers(s_dir))
         assert smk.wait(timeout=300) == 0, "".join(out)[-4000:]
     except BaseException:
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text()[-2000:]}" for f in suite.glob(".snakemake/slurm_logs/**/*.log")))
+        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}" for f in suite.glob(".snakemake/slurm_logs/**/*.log")))
         raise
     finally:
         if smk.poll() is None:
@@ -144,7 +147,7 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
         assert not set(trainer) & set(trainers(r_dir))  # the warned trainer ended: no orphan
         assert p.wait(timeout=240) == 0, "".join(out)[-4000:]
     except BaseException:
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text()[-2000:]}" for f in (suite / "results" / "submitit").glob("*")))
+        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}" for f in (suite / "results" / "submitit").glob("*")))
         raise
     finally:
         if p.poll() is None:

@@ -6,7 +6,7 @@ Snakemake invocation for the module, asserted on SLURM's own records (``sacct -X
   the retraining has slurm/runtime.yaml's limit and the profile's ``--signal=USR1@300``; Snakemake follows the
   jobs through sacct and exits 0;
 - the warning: the retraining's job gets SIGUSR1 on its steps mid-training; the trainer finishes its epoch and
-  requeues its own job (methods/preempt.py): the same job id runs again (scontrol's Restarts, as 22.05's sacct
+  requeues its own job (methods/base/preempt.py): the same job id runs again (scontrol's Restarts, as 22.05's sacct
   has no such field; a REQUEUED record, which the executor plugin reads as "still running") and resumes, its
   log's attempt line counting the restart; no orphan trainer, no Snakemake retry spent;
 - an administrator's ``scontrol requeue`` of that job: it runs a third time and resumes to the last epoch;
@@ -185,7 +185,7 @@ def test_warning_requeues_the_same_job(run, cluster):
     assert job["JobState"] == "COMPLETED" and job["Restarts"] == "2"  # the warning's requeue and the admin's
     assert len(tries) == 3, (run.r_dir / "log.txt").read_text()[-3000:]
     print(f"retraining log attempts: {[a.splitlines()[0] for a in tries]}")
-    # the in-job srun drops SLURM_RESTART_COUNT from the step: methods.preempt.restarts asks scontrol
+    # the in-job srun drops SLURM_RESTART_COUNT from the step: methods.base.preempt.restarts asks scontrol
     assert all(f"SLURM job {jobid} (restart {i})" in a.splitlines()[0] for i, a in enumerate(tries))
     stopped = int(re.search(r"preempted: SIGUSR1: stopped with the checkpoint after epoch (\d+)", tries[0])[1])
     assert epochs_in(tries[0])[-1] == stopped >= 2  # the epoch in progress finished before it stopped

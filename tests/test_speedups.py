@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.config import RunConfig, load_scale
-from methods.data import balanced_subset, load_cifar, normalize
+from methods.base.config import RunConfig, load_scale
+from methods.base.data import balanced_subset, load_cifar, normalize
 from methods.models import build_model
-from methods.train import evaluate, fit, nhwc_safe
+from methods.train.loop import evaluate, fit, nhwc_safe
 
 TINY = load_scale("tiny")
 
@@ -39,7 +39,7 @@ def test_channels_last_is_the_same_step_within_fp32_rounding():
         torch.manual_seed(0)
         net = build_model(model, 10, **TINY.models[model])
         # RT ResNet-50's strided 1x1 shortcut with 2 input channels: oneDNN corrupts the heap in NHWC
-        # (methods.train.nhwc_safe), so fit trains it in NCHW and it is not compared here
+        # (methods.train.loop.nhwc_safe), so fit trains it in NCHW and it is not compared here
         safe = nhwc_safe(net, torch.device("cpu"))
         assert safe == (model != "resnet50"), model
         x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
@@ -113,7 +113,7 @@ def test_bf16_autocast_is_opt_in_close_and_marked(splits, tmp_path):
 
 
 def test_compile_is_refused_with_low_precision():
-    from methods.config import Precision
+    from methods.base.config import Precision
 
     with pytest.raises(ValueError, match="compile: true works with FP32 runs only"):
         _cfg(compile=True, precision=Precision(weight=8, activation=8, error=8, grad=8, momentum=8, swa_start=None))

@@ -1,5 +1,5 @@
 """Stale results (issue 16 item 5): a result whose config digest is not what the current
-configuration gives its run is not done; the workflow retrains exactly those (methods/digest.py)."""
+configuration gives its run is not done; the workflow retrains exactly those (methods/runs/digest.py)."""
 import json
 import os
 import subprocess
@@ -8,9 +8,9 @@ import sys
 import pytest
 import yaml
 
-from methods.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
-from methods.config import ROOT, SCALES_DIR, Scale, load_scale
-from methods.digest import expected, inputs_of, record, stale_reason
+from methods.runs.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
+from methods.base.config import ROOT, SCALES_DIR, Scale, load_scale
+from methods.runs.digest import expected, inputs_of, record, stale_reason
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 VGG = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
@@ -53,8 +53,8 @@ def test_a_result_made_before_digests_is_judged_by_its_recorded_config():
 
 @pytest.mark.slow
 def test_a_stage_retrains_a_stale_result_without_its_old_checkpoint_or_snapshots(tmp_path, data_root):
-    from methods.io import load_torch, save_torch
-    from methods.stages import run_search
+    from methods.base.io import load_torch, save_torch
+    from methods.stages.eb import run_search
 
     tiny = load_scale("tiny").model_copy(update={"epochs": 2})
     out = tmp_path / "s"
@@ -87,7 +87,7 @@ def test_a_scale_edit_reruns_exactly_the_affected_runs(tiny_tree, tmp_path, data
     workflow retrains those two and leaves PreResNet's files untouched; then nothing is left to do.
     A result without a digest (made before them) whose recorded config fits is kept.
     The four runs come trained by the workflow in a copy of tests/conftest.py's ``tiny_tree``."""
-    from methods.io import read_json, write_json
+    from methods.base.io import read_json, write_json
     from reports.common import load_run
 
     scales = tmp_path / "scales"

@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from methods.data import Split
-from methods.eb import bn_gammas, channel_mask
-from methods.energy import EnergyMeter, modelled_energy_j
-from methods.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
+from methods.base.data import Split
+from methods.pruning.eb import bn_gammas, channel_mask
+from methods.metrics.energy import EnergyMeter, modelled_energy_j
+from methods.metrics.flops import EB_UNIT_FLOPS, cell_training_flops, complexity
 from methods.models import build_model
-from methods.prune import prune_channels, pruned_cfg
-from methods.pruning import PRUNING, get_pruning
-from methods.thinet import contributions, greedy_remove, kept_count, lstsq_scale, thinet_prune
-from methods.unstructured import effective_macs, sparsity_report
-from reports.table2 import PAPER_CSV, PAPER_IMPROV_CSV, improvement, load_paper_improv
+from methods.pruning.channels import prune_channels, pruned_cfg
+from methods.pruning.registry import PRUNING, get_pruning
+from methods.pruning.thinet import contributions, greedy_remove, kept_count, lstsq_scale, thinet_prune
+from methods.pruning.unstructured import effective_macs, sparsity_report
+from reports.pages.table2 import PAPER_CSV, PAPER_IMPROV_CSV, improvement, load_paper_improv
 
 
 def _fake_split(n: int, classes: int = 10, seed: int = 0) -> Split:

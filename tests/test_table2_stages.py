@@ -7,16 +7,17 @@ from fractions import Fraction
 
 import pytest
 
-from methods.io import read_json, write_json
+from methods.base.io import read_json, write_json
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from methods import stages
-from methods.config import load_scale
-from methods.pruning import get_pruning
-from methods.stages import run_config, prepare, _start_weights, draw_ticket, run_retrain, run_search
-from methods.train import fit
-from methods.unstructured import prunable
+from methods.stages import eb as stages
+from methods.base.config import load_scale
+from methods.pruning.registry import get_pruning
+from methods.stages.common import run_config, prepare
+from methods.stages.eb import _start_weights, draw_ticket, run_retrain, run_search
+from methods.train.loop import fit
+from methods.pruning.unstructured import prunable
 
 
 @pytest.fixture
@@ -154,7 +155,7 @@ def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_ro
 def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
     """The head ``main_c.py``: the pruned architecture from a fresh init (not the ticket's weights),
     trained on from the draw epoch under the search's schedule."""
-    from methods.config import ConfigError
+    from methods.base.config import ConfigError
 
     tiny = load_scale("tiny")
     _, classes, train, _ = prepare(tiny, "cifar10", str(data_root), False)
@@ -192,8 +193,8 @@ def test_a_disconnected_ticket_is_flagged_trained_and_refused_on_request(tmp_pat
 
 
 def test_refuse_disconnected_reaches_the_stage_command():
-    from methods.cells import load_tables, refused_runs, table2_cells
-    from methods.jobs import retrain_args
+    from methods.runs.cells import load_tables, refused_runs, table2_cells
+    from methods.workflow.jobs import retrain_args
 
     spec = load_tables()
     tiny = load_scale("tiny")

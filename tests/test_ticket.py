@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from methods.data import Split
-from methods.eb import bn_gammas, bn_layers, channel_mask
+from methods.base.data import Split
+from methods.pruning.eb import bn_gammas, bn_layers, channel_mask
 from methods.models import build_model
-from methods.prune import zero_pruned_bn
-from methods.pruning import PRUNING
-from methods.ticket import data_path_intact, masked_dense, raw_channel_masks, ticket_report
-from methods.unstructured import removed_count
+from methods.pruning.channels import zero_pruned_bn
+from methods.pruning.registry import PRUNING
+from methods.pruning.ticket import data_path_intact, masked_dense, raw_channel_masks, ticket_report
+from methods.pruning.unstructured import removed_count
 from tests.test_prune import _trained_like
 
 VGG = ("vgg16", {"width": 0.0625})
@@ -177,7 +177,8 @@ def test_ticket_flags_of_a_cell_and_the_spread_count():
     ok = run(ticket={"collapsed": [], "disconnected": False})
     collapsed = run(ticket={"collapsed": ["blocks.1.bn3"], "disconnected": False})
     cut = run(ticket={"collapsed": ["bn"], "disconnected": True})
-    refused = Run(Path("r"), {"kind": "retrain", "best_acc": None, "no_ticket": "refused: ...", "ticket": cut.result["ticket"]}, "done")
+    refused = Run(Path("r"), {"kind": "retrain", "best_acc": None, "no_ticket": "refused: ...", "ticket": cut.result["ticket"]},
+                  "done")
     old = run()  # made before tickets were recorded
     assert ticket_flag([ok]) is None and ticket_flag([ok, collapsed]) == "collapsed"
     assert ticket_flag([collapsed, cut]) == "disconnected" and ticket_flag([refused]) == "disconnected"
@@ -189,9 +190,9 @@ def test_ticket_flags_of_a_cell_and_the_spread_count():
 
 
 def test_refuse_disconnected_is_part_of_the_config_digest():
-    from methods import digest as dg
-    from methods.cells import RetrainRun, SearchRun
-    from methods.config import load_scale
+    from methods.runs import digest as dg
+    from methods.runs.cells import RetrainRun, SearchRun
+    from methods.base.config import load_scale
 
     tiny = load_scale("tiny")
     r = RetrainRun(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1), 0.5, "10")

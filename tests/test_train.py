@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from methods.config import ConfigError, RunConfig, load_scale, schedule, validate
-from methods.stages import run_retrain, run_search
+from methods.base.config import ConfigError, RunConfig, load_scale, schedule, validate
+from methods.stages.eb import run_retrain, run_search
 
 
 def _cfg(sched, lr=0.1, scale="full", **kw):
@@ -50,7 +50,7 @@ def test_explicit_lrs_and_bad_schedules():
 
 
 def test_unknown_scale_and_misspelt_key(tmp_path, monkeypatch):
-    import methods.config as cfg
+    import methods.base.config as cfg
 
     with pytest.raises(ConfigError, match="unknown scale 'huge'"):
         load_scale("huge")
@@ -64,7 +64,7 @@ def test_unknown_scale_and_misspelt_key(tmp_path, monkeypatch):
 def killed_at_checkpoint(n: int, monkeypatch):
     """The n-th checkpoint write raises KeyboardInterrupt (a kill before it lands); the block
     must end with that interrupt, after which checkpoints are written normally again."""
-    import methods.train as train
+    import methods.train.loop as train
 
     real_save, calls = train.save_checkpoint, {"n": 0}
 
@@ -125,9 +125,11 @@ def test_retrain_draws_and_charges_cost(tmp_path, data_root, tiny_search):
     drawn = run_retrain(tmp_path / "r2", tiny, s, 0.5, "40", "drawn", "80-120", 0.1, 1, str(data_root))
     assert fresh["draw_epoch"] == drawn["draw_epoch"] == 4
     assert fresh["config"]["cfg"] == drawn["config"]["cfg"]
-    assert fresh["log"][0]["test_acc"] != drawn["log"][0]["test_acc"] or fresh["log"][0]["train_loss"] != drawn["log"][0]["train_loss"]
+    assert (fresh["log"][0]["test_acc"] != drawn["log"][0]["test_acc"]
+            or fresh["log"][0]["train_loss"] != drawn["log"][0]["train_loss"])
     n, e = fresh["train_images"], tiny.epochs
-    assert fresh["train_flops"] == pytest.approx(3 * n * (4 * fresh["dense_complexity"]["flops"] + e * fresh["complexity"]["flops"]))
+    assert fresh["train_flops"] == pytest.approx(
+        3 * n * (4 * fresh["dense_complexity"]["flops"] + e * fresh["complexity"]["flops"]))
     assert 0 < fresh["flop_reduction"] < 1 and fresh["complexity"]["params"] < fresh["dense_complexity"]["params"]
     saved = json.loads((tmp_path / "r1" / "result.json").read_text())
     assert saved["best_acc"] == fresh["best_acc"] and saved["provenance"]["torch"] == torch.__version__
@@ -158,7 +160,7 @@ def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, dat
 
 
 def test_draw_epochs_resolve_and_bad_draws_are_refused():
-    from methods.stages import resolve_draw_epoch
+    from methods.stages.eb import resolve_draw_epoch
 
     smoke = load_scale("smoke")
     search = {"best_epoch": 13, "eb_epochs": {"0.5": {"paper": 6, "official": None}}, "config": {"epochs": 16}}

@@ -1,4 +1,4 @@
-"""``methods.jobs.train`` takes a run dataclass and trains it in this process exactly as the
+"""``methods.workflow.jobs.train`` takes a run dataclass and trains it in this process exactly as the
 workflow's job for it does on the command line (``retrain_args``): the same numbers, the same folder."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
-from methods.cells import RetrainRun, SearchRun
-from methods.config import load_scale
-from methods.io import read_json
-from methods.jobs import retrain_args, train
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.base.config import load_scale
+from methods.base.io import read_json
+from methods.workflow.jobs import retrain_args, train
 
 
 @pytest.mark.slow

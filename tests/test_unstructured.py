@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.flops import complexity
+from methods.metrics.flops import complexity
 from methods.models import build_model
-from methods.unstructured import (apply_masks, effective_macs, effective_weight, global_magnitude_masks,
+from methods.pruning.unstructured import (apply_masks, effective_macs, effective_weight, global_magnitude_masks,
                                   prunable, remove_masks, rewind, snip_masks, sparsity_report)
 
 

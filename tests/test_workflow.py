@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from methods.config import ROOT
-from methods.rerun import job_counts  # the 'Job stats' table of a dry run as {rule: count}
+from methods.base.config import ROOT
+from methods.workflow.rerun import job_counts  # the 'Job stats' table of a dry run as {rule: count}
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -45,7 +45,10 @@ def test_slurm_profile_lists_the_full_scale_jobs(full_dry):
         limits.setdefault(m[1], set()).add(m[2])
     for rule in ("search", "retrain", "dense", "lottery"):
         assert all(all(r in res for r in ("gpu=1", "cpus_per_task=4", "mem_mb=16000")) for res in limits[rule])
-    runtimes = lambda rule: {int(re.search(r"runtime=(\d+)", res)[1]) for res in limits[rule]}
+
+    def runtimes(rule):
+        return {int(re.search(r"runtime=(\d+)", res)[1]) for res in limits[rule]}
+
     assert runtimes("search") == {180, 360}  # VGG16 120 min, PreResNet-101 240 min, x 1.5
     assert runtimes("dense") == {180, 225, 360, 450}  # VGG 120, ResNet-56 150, ResNet-50 240, ResNet-110 300
     # EB Train continues from t_EB, known only after its search: charged a whole run, like every retraining
@@ -65,7 +68,8 @@ def test_report_commands_parse(full_dry):
 
 
 def test_one_search_serves_every_cell_that_needs_it(tmp_path):
-    out = subprocess.run(SNAKEMAKE + ["table1", "figure1", "-n", "--config", "scale=smoke", "runs_per_job=1", f"results={tmp_path}"],
+    out = subprocess.run(SNAKEMAKE + ["table1", "figure1", "-n", "--config", "scale=smoke", "runs_per_job=1",
+                                      f"results={tmp_path}"],
                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     jobs = job_counts(out)
     assert jobs["search"] == 8 and jobs["retrain"] == 32 + 60 - 16
@@ -144,11 +148,12 @@ def test_tiny_all_tables_runs_end_to_end(tiny_tree, tmp_path):
     lowp = t2[t2.method.isin(["eb_lf", "eb_ll"]) & t2.status.eq("done")]
     assert set(lowp.method) == {"eb_lf", "eb_ll"}
     # "x dense" divides by the FP32 dense run, though LF and LL draw from the 8-bit one
-    from methods.cells import SearchRun, table2_cells
-    from methods.config import load_scale
+    from methods.runs.cells import SearchRun, table2_cells
+    from methods.base.config import load_scale
 
     ll = lowp[lowp.method == "eb_ll"].iloc[0]
-    cell = next(c for c in table2_cells(load_scale("tiny"), spec) if (c.model, c.method, c.ratio) == (ll.model, "eb_ll", ll.ratio))
+    cell = next(c for c in table2_cells(load_scale("tiny"), spec)
+                if (c.model, c.method, c.ratio) == (ll.model, "eb_ll", ll.ratio))
     run = json.loads(Path(cell.runs[0].path(f"{results}/tiny"), "result.json").read_text())
     dense = json.loads(Path(SearchRun(ll.model, "cifar10", "80-120", 0.1, 1).path(f"{results}/tiny"), "result.json").read_text())
     assert ll.energy_rel == pytest.approx(run["energy"]["modelled_j"] / dense["energy"]["modelled_j"])
@@ -169,7 +174,6 @@ def _rerun_one_cell(tree, copy):
     """The command printed on a cell page reruns just that cell's own stage and refreshes its page
     (``tree``'s page, run on ``copy`` with the copy's folders)."""
     tiny = copy.root / "tiny"
-    cell = "vgg16/80-120/cifar10/20"
     html = (tiny / "report" / "cells" / "table1" / "vgg16_80-120_cifar10_20.html").read_text()
     cmd = re.search(r"^(?:<pre>)?(python -m methods rerun table1 vgg16/80-120/cifar10/20 [^\n#]*?)\s*$", html, re.M)[1].split()
     assert cmd[cmd.index("--results") + 1] == str(tree.root) and cmd[cmd.index("--tables") + 1] == str(tree.tables)
@@ -201,8 +205,8 @@ def test_a_second_invocation_cannot_write_over_a_running_one(tmp_path, data_root
     import signal
     import time
 
-    from methods.cells import SearchRun
-    from methods.io import read_json
+    from methods.runs.cells import SearchRun
+    from methods.base.io import read_json
 
     target = f"{SearchRun('vgg16', 'cifar10', '80-120', 0.1, 1).path(f'{tmp_path}/tiny')}/result.json"
     cmd = SNAKEMAKE + [target, "--cores", "1", "--config", "scale=tiny", f"results={tmp_path}", f"data_root={data_root}"]
@@ -228,7 +232,7 @@ def _dry(tmp_path, targets, *config, spec_edit=None, numbers_as_strings=False, c
     """A dry run (-n -p) at smoke scale, a job per run, optionally through an edited ``tables=`` copy."""
     import yaml
 
-    from methods.cells import TABLES_YAML
+    from methods.runs.cells import TABLES_YAML
 
     extra = []
     if spec_edit is not None:
@@ -266,7 +270,8 @@ def test_a_table_left_out_or_without_models_builds_the_rest(tmp_path):
     jobs = job_counts(out)
     assert jobs["report_index"] == 1 and jobs["report_table2"] == jobs["report_table4"] == jobs["report_table9"] == 1
     assert not {"report_table1", "report_table8", "report_figure2"} & set(jobs)
-    assert "table1.html" not in out and "table8.html" not in out and "lottery/l1-" not in out and "-bfp8-s1/retrain/p0.3-e10" not in out
+    assert ("table1.html" not in out and "table8.html" not in out and "lottery/l1-" not in out
+            and "-bfp8-s1/retrain/p0.3-e10" not in out)
     # Table 4 at 5e-1 / 1e-1: the same folders as 0.5 / 0.1 (Table 1's LR 0.1 rows it shares)
     assert "vgg16-cifar10-80-120-lr0.1-s1/retrain/p0.5-e10-fresh-80-120-lr0.1/" in out and "5e-1" not in out
     # one seed at smoke scale: Table 4's two LRs per model and dataset (the LR 0.1 ones serve Tables 2 and the
@@ -277,5 +282,6 @@ def test_a_table_left_out_or_without_models_builds_the_rest(tmp_path):
 def test_a_pruning_method_a_model_has_no_rule_for_stops_the_plan(tmp_path):
     run = _dry(tmp_path, ["all_tables"], spec_edit=lambda s: s["table2"].update(models=["vgg16", "resnet56"]), check=False)
     msg = run.stdout + run.stderr
-    assert run.returncode != 0 and re.search(r"table2: rows\.\w+\.prune: pruning method 'bn' has no rule for model 'resnet56'", msg)
+    assert run.returncode != 0 and re.search(
+        r"table2: rows\.\w+\.prune: pruning method 'bn' has no rule for model 'resnet56'", msg)
     assert " -m methods " not in msg  # refused while the Snakefile reads the specification: nothing planned

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from methods.inputs import OneLineParser, one_line_errors
+from methods.base.inputs import OneLineParser, one_line_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("throughput", "eb", "dag", "smoke")
@@ -31,7 +31,7 @@ GOALS = {"ours_vs_reference": 1.4, "ours_vs_compute": 0.9, "eb_fraction": 0.01, 
 
 
 def _throughput(args) -> list[dict]:
-    from methods.config import load_scale
+    from methods.base.config import load_scale
 
     from .throughput import measure
 
@@ -48,8 +48,8 @@ def _throughput(args) -> list[dict]:
 
 
 def _eb(args, throughput: list[dict]) -> list[dict]:
-    from methods.config import load_scale
-    from methods.stages import PAPER_TRAIN_IMAGES
+    from methods.base.config import load_scale
+    from methods.stages.common import PAPER_TRAIN_IMAGES
 
     from .eb_overhead import eb_seconds_per_epoch
 
@@ -70,7 +70,7 @@ def _eb(args, throughput: list[dict]) -> list[dict]:
 
 
 def _dag(args) -> dict:
-    from methods.rerun import job_counts
+    from methods.workflow.rerun import job_counts
 
     from .dag import dag_cost
 
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         ap.error(f"unknown part(s) {sorted(set(parts) - set(PARTS))}; choose from {','.join(PARTS)}")
     import torch
 
-    from methods.io import write_json
+    from methods.base.io import write_json
 
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
     if "throughput" in parts or "eb" in parts:

@@ -3,11 +3,11 @@
 The DAG trains each search and dense run once for every cell that reads it (Table 1's LR 0.1
 rows are Table 4's, one search serves 4 draw epochs x several ratios, one dense run all of RT's
 arms of its model). "Independent" charges every cell of every table and figure its own runs plus
-its own copy of the runs they start from (``methods.cells.cells_of``: ``runs`` + ``upstream``).
+its own copy of the runs they start from (``methods.runs.cells.cells_of``: ``runs`` + ``upstream``).
 
-Epochs per run: ``methods.jobs.run_epochs`` (the scale's epochs; EB Train from a numbered draw
+Epochs per run: ``methods.workflow.jobs.run_epochs`` (the scale's epochs; EB Train from a numbered draw
 epoch t: epochs - t; from an EB draw, known only after the search: the whole run, an upper bound). FLOPs:
-3 x forward FLOPs (fvcore, one 3x32x32 image) x 50,000 images x epochs (``methods.flops.training_flops``);
+3 x forward FLOPs (fvcore, one 3x32x32 image) x 50,000 images x epochs (``methods.metrics.flops.training_flops``);
 a channel-pruned retraining at ratio p is counted at (1 - p)^2 x the dense FLOPs (the actual
 network is known only after the search; weight-masked networks are charged at dense FLOPs,
 as Table 2 charges them), RT Table 8's L1 variants at their exact pruned FLOPs.
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 
-from methods.cells import DenseRun, LotteryRun, RetrainRun, SearchRun, cells_of, load_tables
-from methods.tables import TABLES
-from methods.config import Scale, load_scale
-from methods.data import num_classes
-from methods.flops import complexity, training_flops
-from methods.jobs import run_epochs
-from methods.stages import PAPER_TRAIN_IMAGES
+from methods.runs.cells import DenseRun, LotteryRun, RetrainRun, SearchRun, cells_of, load_tables
+from methods.base.tables import TABLES
+from methods.base.config import Scale, load_scale
+from methods.base.data import num_classes
+from methods.metrics.flops import complexity, training_flops
+from methods.workflow.jobs import run_epochs
+from methods.stages.common import PAPER_TRAIN_IMAGES
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,7 +34,7 @@ def _dense_flops(model: str, dataset: str, knobs: tuple) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _l1_flops(model: str, dataset: str, knobs: tuple, variant: str) -> float:
-    from methods.l1 import kept_counts, pruned_cfg, variant_rule
+    from methods.pruning.l1 import kept_counts, pruned_cfg, variant_rule
     from methods.models import build_model
 
     dense = build_model(model, num_classes(dataset), **dict(knobs))

@@ -1,7 +1,7 @@
 """Cost of EB detection per epoch against an epoch of training.
 
-After every epoch a search (``methods.stages.run_search``'s ``on_epoch``) reads |gamma|
-(``methods.eb.bn_gammas``), computes the channel mask at each of ``SEARCH_RATIOS``
+After every epoch a search (``methods.stages.eb.run_search``'s ``on_epoch``) reads |gamma|
+(``methods.pruning.eb.bn_gammas``), computes the channel mask at each of ``SEARCH_RATIOS``
 (``channel_mask``) and pushes each into both detection rules (``EBDetector``: the mask
 distances of the FIFO). This replays that work for every epoch of a run of ``epochs`` epochs
 on the model's real BN layers and returns the mean seconds per epoch. |gamma| is redrawn
@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from methods.eb import EBDetector, bn_gammas, channel_mask
+from methods.pruning.eb import EBDetector, bn_gammas, channel_mask
 from methods.models import build_model
-from methods.stages import EB_RULES, SEARCH_RATIOS
+from methods.stages.eb import EB_RULES, SEARCH_RATIOS
 
 
 def eb_seconds_per_epoch(model_name: str, knobs: dict, epochs: int, classes: int = 10, device: str = "cpu") -> dict:

@@ -10,7 +10,7 @@ FP32 and bf16 autocast, each with our step in NCHW and NHWC (``channels_last``),
 reference-style loop (``throughput.py``: PIL transforms through a DataLoader, one worker and
 pinned memory as the official ``main.py``) and the compute-only limit; ``--compile`` adds
 ``torch.compile`` rows (minutes of compilation). Also the EB detection per epoch on the GPU
-(``eb_overhead.py``) as a fraction of the FP32 epoch. TF32 stays off, as in training (``methods.stages``).
+(``eb_overhead.py``) as a fraction of the FP32 epoch. TF32 stays off, as in training (``methods.stages.eb``).
 Writes ``gpu_epoch.json`` under ``--out`` and prints one line per row.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from methods.inputs import OneLineParser, one_line_errors
+from methods.base.inputs import OneLineParser, one_line_errors
 
 
 @one_line_errors
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         return 2
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    from methods.io import write_json
+    from methods.base.io import write_json
 
     from .eb_overhead import eb_seconds_per_epoch
     from .throughput import measure

@@ -58,7 +58,7 @@ def run_workflow(results: Path, target: str = "all_tables", scale: str = "smoke"
     ``peak_process``, ``jobs`` ({rule: n} from Snakemake's job
     stats) and ``returncode``. Raises RuntimeError when the workflow fails (its last lines included).
     """
-    from methods.rerun import job_counts
+    from methods.workflow.rerun import job_counts
 
     cmd = [sys.executable, "-m", "snakemake", target, "--cores", str(cores), "--config", f"scale={scale}",
            f"results={results}", f"data_root={data_root}", *extra]

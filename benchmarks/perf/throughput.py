@@ -3,8 +3,8 @@
 Three loops train the same network (same init, batch size, SGD, FP32, L1 on BN gamma) on the
 same images, alternating round by round so drift of the machine hits all three:
 
-* ``ours``: ``methods.train.train_epoch``, the suite's step: uint8 images held on the training
-  device, batched augmentation (``methods.data.augment``), loss and accuracy summed on the device.
+* ``ours``: ``methods.train.loop.train_epoch``, the suite's step: uint8 images held on the training
+  device, batched augmentation (``methods.base.data.augment``), loss and accuracy summed on the device.
 * ``reference``: built like the official repositories' ``main.py`` (EB, network slimming):
   torchvision PIL transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
   Normalize) through a ``DataLoader`` (shuffle; ``num_workers=1, pin_memory=True`` on CUDA as
@@ -23,8 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from methods.data import MEAN, STD, Split, balanced_subset, load_cifar, normalize, num_classes
-from methods.eb import bn_layers
+from methods.base.data import MEAN, STD, Split, balanced_subset, load_cifar, normalize, num_classes
+from methods.pruning.eb import bn_layers
 from methods.models import build_model
 
 
@@ -116,8 +116,8 @@ def measure(model_name: str, knobs: dict, batch_size: int, images: int, rounds: 
     autocast; ``channels_last``/``compile`` are our step's knobs (``Scale``), applied to ours and to
     the compute-only limit (the limit of the same step), never to the reference-style loop.
     """
-    from methods.config import RunConfig
-    from methods.train import train_epoch
+    from methods.base.config import RunConfig
+    from methods.train.loop import train_epoch
 
     if threads:
         torch.set_num_threads(threads)

@@ -2,7 +2,7 @@
 
 ``build_model(name, num_classes, **knobs)`` is the only way the suite makes a network, so a
 pruned cfg, a width or a depth is just another knob. A plug-in registers its own network with
-``register_model`` (README, "Extending"; ``methods.plugins``).
+``register_model`` (README, "Extending"; ``methods.base.plugins``).
 
 The contract a registered network keeps (``Prunable``), as the stages and pruning methods use it:
 
@@ -11,7 +11,7 @@ The contract a registered network keeps (``Prunable``), as the stages and prunin
 * ``registry_name``: its entry's name, set by ``build_model`` and carried by pruned copies;
 * the builder takes ``num_classes`` and keyword knobs only (a scale file's ``models.<name>``);
 * for channel pruning (``bn``, ``thinet``): it belongs to a ``family`` with a rule in
-  ``methods.prune.CHANNEL_RULES`` ("vgg": a ``VGG`` with its ``cfg``; "preresnet": ``PreResNet``),
+  ``methods.pruning.channels.CHANNEL_RULES`` ("vgg": a ``VGG`` with its ``cfg``; "preresnet": ``PreResNet``),
   and its builder takes ``cfg=`` (the pruned widths) — weight-level methods need nothing more.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from .preresnet import PreResNet, preresnet101
-from .rt import CifarResNet, RTVGG, resnet50, resnet56, resnet110, vgg16bn, vgg16l1
-from .vgg import VGG, vgg16
+from methods.models.preresnet import PreResNet, preresnet101
+from methods.models.rt import CifarResNet, RTVGG, resnet50, resnet56, resnet110, vgg16bn, vgg16l1
+from methods.models.vgg import VGG, vgg16
 
 #: Model names start run folder names (``methods.workflow`` names, ``cells.py`` regexes).
 NAME = re.compile(r"[a-z][a-z0-9]*")
@@ -46,7 +46,7 @@ class Prunable(Protocol):
 @dataclass(frozen=True)
 class ModelEntry:
     """A registered architecture: ``build(num_classes=..., **knobs) -> nn.Module``; ``family``: its
-    pruning rules (``methods.prune.CHANNEL_RULES``; "rtvgg"/"rtresnet": RT's L1 rules, ``methods.l1``;
+    pruning rules (``methods.pruning.channels.CHANNEL_RULES``; "rtvgg"/"rtresnet": RT's L1 rules, ``methods.pruning.l1``;
     any other name: weight-level methods only); ``display``: its name on the pages; ``source``;
     ``scales``: its knobs per scale name where the scale file has no ``models.<name>`` entry (a
     plug-in's model at ``tiny``, ``smoke`` or ``mid``, e.g. ``{"tiny": {"width": 0.25}}``)."""
@@ -117,7 +117,7 @@ def build_model(name: str, num_classes: int, **knobs) -> nn.Module:
 
 
 def knobs_at(name: str, scale) -> dict | None:
-    """Model ``name``'s knobs at ``scale`` (a ``methods.config.Scale``): its scale file's
+    """Model ``name``'s knobs at ``scale`` (a ``methods.base.config.Scale``): its scale file's
     ``models.<name>``, else the registry entry's ``scales`` (``ModelEntry.knobs``); None if neither has one."""
     models = scale.models
     return MODELS[name].knobs(scale.name, models) if name in MODELS else models.get(name)

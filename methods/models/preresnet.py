@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .init import eb_init
+from methods.models.init import eb_init
 
 
 class ChannelSelection(nn.Module):

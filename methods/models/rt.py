@@ -8,7 +8,7 @@
   1x1 conv + BN shortcuts; not the ImageNet bottleneck ResNet-50).
 
 Every network takes ``(B, 3, 32, 32)`` float and returns logits ``(B, num_classes)``. A pruned
-L1 architecture (``methods.l1``) is the same class built with a narrower ``cfg``.
+L1 architecture (``methods.pruning.l1``) is the same class built with a narrower ``cfg``.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .init import he_normal_
-from .vgg import VGG16_CFG, scaled_cfg, vgg_features
+from methods.models.init import he_normal_
+from methods.models.vgg import VGG16_CFG, scaled_cfg, vgg_features
 
 #: Initial BatchNorm1d weight of the L1 VGG classifier: "uniform" U(0, 1) is PyTorch <= 1.1's
 #: default (the official code ran on 0.3.1; pytorch/pytorch PR 12325), "ones" today's default.

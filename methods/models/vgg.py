@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .init import eb_init
+from methods.models.init import eb_init
 
 #: Dense VGG16 cfg of EB ``models/vgg.py`` ("M" = 2x2 max-pool).
 VGG16_CFG: tuple = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)

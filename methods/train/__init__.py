@@ -1,0 +1,1 @@
+"""Layer 2, algorithms: the training loop (``loop``) and low-precision training (``lowp``)."""
