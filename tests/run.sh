@@ -4,7 +4,7 @@
 # the longer of the two runs, not their sum. Fails if either fails; arguments go to the main run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ruff check methods reports benchmarks || exit 1
+.venv/bin/ruff check . || exit 1
 slurm=(tests/test_slurm.py tests/test_slurm_accounting.py)
 log=$(mktemp)
 .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$(mktemp -d)/slurm" "${slurm[@]}" > "$log" 2>&1 &

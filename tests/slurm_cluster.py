@@ -42,9 +42,27 @@ def why_not(accounting: bool = False) -> str | None:
     missing = [d for d in (*DAEMONS, "sbatch", *(ACCOUNTING if accounting else ())) if not _which(d)]
     if missing:
         return f"{', '.join(missing)} not installed: apt-get install {PACKAGES} (.ci/run does)"
+    _clear_stale_link()
     if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
         return f"{DEFAULT_CONF} exists (a real or another test's cluster): the test cluster needs that path for itself"
     return None
+
+
+def _clear_stale_link() -> None:
+    """Remove the link a killed test run left at ``DEFAULT_CONF`` (its teardown never ran): a
+    symlink while no slurmctld runs here. A real slurm.conf (a file) is never touched."""
+    if DEFAULT_CONF.is_symlink() and not _running("slurmctld"):
+        DEFAULT_CONF.unlink()
+
+
+def _running(name: str) -> bool:
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                return True
+        except OSError:  # the process ended meanwhile
+            pass
+    return False
 
 
 def _free_port() -> int:
@@ -169,6 +187,7 @@ StorageLoc=slurm_acct_db
     def start(self) -> "Cluster":
         self._write_config()
         d = self.d
+        _clear_stale_link()
         if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
             raise RuntimeError(why_not(self.accounting))
         DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
