@@ -75,7 +75,8 @@ def test_profile_without_accounting(suite, cluster):
         assert not set(killed) & set(trainers(s_dir))
         assert smk.wait(timeout=300) == 0, "".join(out)[-4000:]
     except BaseException:
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}" for f in suite.glob(".snakemake/slurm_logs/**/*.log")))
+        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
+                                      for f in suite.glob(".snakemake/slurm_logs/**/*.log")))
         raise
     finally:
         if smk.poll() is None:
@@ -147,7 +148,9 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
         assert not set(trainer) & set(trainers(r_dir))  # the warned trainer ended: no orphan
         assert p.wait(timeout=240) == 0, "".join(out)[-4000:]
     except BaseException:
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}" for f in (suite / "results" / "submitit").glob("*")))
+        # submitit's files include pickles: read as text, undecodable bytes replaced
+        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
+                                      for f in (suite / "results" / "submitit").glob("*")))
         raise
     finally:
         if p.poll() is None:

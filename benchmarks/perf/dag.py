@@ -34,11 +34,11 @@ def _dense_flops(model: str, dataset: str, knobs: tuple) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _l1_flops(model: str, dataset: str, knobs: tuple, variant: str) -> float:
-    from methods.pruning.l1 import kept_counts, pruned_cfg, variant_rule
+    from methods.pruning.l1 import counts_cfg, kept_counts, variant_rule
     from methods.models import build_model
 
     dense = build_model(model, num_classes(dataset), **dict(knobs))
-    cfg = pruned_cfg(dense, kept_counts(dense, variant_rule(model, variant)))
+    cfg = counts_cfg(dense, kept_counts(dense, variant_rule(model, variant)))
     return complexity(build_model(model, num_classes(dataset), **dict(knobs), cfg=cfg))["flops"]
 
 

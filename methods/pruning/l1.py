@@ -90,8 +90,10 @@ def kept_counts(model: nn.Module, rule: VGGRule | ResNetRule) -> list[int]:
     return [max(1, int(o * (1 - p))) if p else o for o, p in zip(outs, ps)]
 
 
-def pruned_cfg(model: nn.Module, counts: list[int]) -> list:
-    """The cfg knob of the pruned architecture: the VGG cfg with "M" kept, or the ResNet block widths."""
+def counts_cfg(model: nn.Module, counts: list[int]) -> list:
+    """The cfg knob of the architecture that keeps ``counts`` filters per layer (``kept_counts``): the VGG
+    cfg with "M" kept, or the ResNet block widths. (``methods.pruning.channels.pruned_cfg`` does the same
+    from per-BN masks.)"""
     if isinstance(model, RTVGG):
         it = iter(counts)
         return [v if v == "M" else next(it) for v in model.cfg]
@@ -153,7 +155,7 @@ def prune_filters(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
     counts = [int(m.sum()) for m in masks]
     classes = (src.fc if isinstance(src, CifarResNet) else _last_linear(src)).out_features
     if isinstance(src, RTVGG):
-        new = RTVGG(pruned_cfg(src, counts), classes, src.hidden, src.conv_bias, src.bn1d_init)
+        new = RTVGG(counts_cfg(src, counts), classes, src.hidden, src.conv_bias, src.bn1d_init)
         olds = [m for m in src.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         news = [m for m in new.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         keep_in = None
@@ -170,7 +172,7 @@ def prune_filters(model: nn.Module, masks: list[torch.Tensor]) -> nn.Module:
             new.classifier[1:].load_state_dict(src.classifier[1:].state_dict())
         new.registry_name = model.registry_name
         return new
-    new = CifarResNet(src.depth, classes, src.width, pruned_cfg(src, counts), src.shortcut)
+    new = CifarResNet(src.depth, classes, src.width, counts_cfg(src, counts), src.shortcut)
     new.conv1.load_state_dict(src.conv1.state_dict())
     new.bn1.load_state_dict(src.bn1.state_dict())
     for bo, bn, mask in zip(src.blocks, new.blocks, masks):

@@ -89,8 +89,8 @@ class RetrainRun:
 
 
 @dataclass(frozen=True)
-class Table1Cell:
-    """One cell of EB Table 1 (row: model, search schedule) or Table 4 (row: model, initial LR);
+class DrawCell:
+    """A draw cell, of EB Table 1 (row: model, search schedule) or Table 4 (row: model, initial LR);
     column (dataset, draw); one run per seed."""
 
     model: str
@@ -122,7 +122,7 @@ def load_tables(path=None) -> dict:
     return check_tables(yaml.safe_load(path.read_text()), str(path))
 
 
-def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
+def table1_cells(scale: Scale, spec: dict | None = None) -> list[DrawCell]:
     """Every Table 1 cell; none when the specification leaves Table 1 out."""
     spec = spec or load_tables()
     if "table1" not in spec:
@@ -135,11 +135,11 @@ def table1_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
                 for draw in s["draws"]:
                     runs = tuple(RetrainRun(SearchRun(model, ds, sched, s["lr"], seed), s["ratio"], draw, s["init"],
                                             s["retrain_schedule"], s["lr"]) for seed in scale.seeds_for(s["runs"]))
-                    cells.append(Table1Cell(model, ds, sched, draw, runs, s["lr"]))
+                    cells.append(DrawCell(model, ds, sched, draw, runs, s["lr"]))
     return cells
 
 
-def table4_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
+def table4_cells(scale: Scale, spec: dict | None = None) -> list[DrawCell]:
     """EB Table 4: Table 1's [80,120] cells at each model's initial LRs (``tables.yaml``
     ``table4.models``). Search and retraining both start at the row's LR and step to
     ``later_lrs`` (the paper's 0.01, 0.001; null: the code's x0.1 steps, 0.5 -> 0.05 -> 0.005;
@@ -160,7 +160,7 @@ def table4_cells(scale: Scale, spec: dict | None = None) -> list[Table1Cell]:
                 for draw in s["draws"]:
                     runs = tuple(RetrainRun(SearchRun(model, ds, s["schedule"], lr, seed, lrs=ex), s["ratio"], draw, s["init"],
                                             s["schedule"], rlr, lrs=rex) for seed in scale.seeds_for(s["runs"]))
-                    cells.append(Table1Cell(model, ds, s["schedule"], draw, runs, lr, "table4"))
+                    cells.append(DrawCell(model, ds, s["schedule"], draw, runs, lr, "table4"))
     return cells
 
 
