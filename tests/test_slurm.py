@@ -3,7 +3,8 @@ one cluster for the module, without accounting (no slurmdbd: ``sacct`` has nothi
 second profile (slurm/no-accounting.yaml) supports: completion noticed through squeue, resources as
 submitted despite a command-line override, a killed trainer retried and resumed with its whole log,
 the cell in the job's comment; then ``rerun --slurm --wait`` warned as submitit's time limit would
-(USR2): its epoch finished, no orphan, no lock, requeued once (the module's only requeue), resumed.
+(USR2): its epoch finished, no orphan, no lock, requeued once (the module's only requeue), resumed;
+and ``rerun --slurm`` cancelled (``scancel``): the trainer stops with its checkpoint, no lock is left.
 
 Tiny scale on a one-cell specification (table1 vgg16/80-120/cifar10/10: a search and a retraining), in a
 copy of the suite (its own ``.snakemake``), with epochs made long enough (1000 images) to interrupt. \
@@ -181,3 +182,34 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
     assert "requeue of SLURM job" not in r_log.read_text()  # submitit requeued it, not the trainer
     assert not list((suite / ".snakemake" / "locks").glob("*.lock"))  # no lock left behind
     assert not trainers(r_dir)
+
+
+def test_rerun_slurm_cancelled_leaves_no_lock(suite, cluster):
+    """The kill ending of ``methods rerun --slurm``: ``scancel`` of the job mid-training (SIGTERM to every
+    process of the job, SIGKILL after SLURM's KillWait). The trainer stops with its checkpoint, the
+    in-job Snakemake leaves no lock behind and nothing of the job keeps running; a rerun could start."""
+    res = suite / "results" / "tiny"
+    r_dir = res / "search" / SEARCH / "retrain" / RUN
+    r_log = r_dir / "log.txt"
+    if not (res / "search" / SEARCH / "result.json").is_file():
+        pytest.skip("needs the search the profile test trains")
+    cmd = [sys.executable, "-m", "methods", "rerun", "table1", CELL, "--scale", "tiny", "--results", str(suite / "results"),
+           "--data-root", str(suite / "data"), "--tables", str(suite / "tables.yaml"), "--slurm"]
+    p, out = popen(cmd, suite, cluster.env)
+    try:
+        assert p.wait(timeout=60) == 0, "".join(out)  # without --wait: it submits and returns
+        jobid = re.search(r" as job (\d+);", "".join(out))[1]
+        until(lambda: (a := attempts(r_log)) and f"SLURM job {jobid} (restart 0)" in a[-1]
+              and len(epochs_in(a[-1])) >= 2 and trainers(r_dir), 240, "two epochs")
+        cluster.run("scancel", jobid)
+        job = until(lambda: (j := cluster.job(jobid))["JobState"] not in ("RUNNING", "COMPLETING") and j, 120,
+                    "the job's end")
+    except BaseException:
+        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
+                                      for f in (suite / "results" / "submitit").glob("*")))
+        raise
+    print(f"scontrol show job {jobid}: JobState={job['JobState']} Restarts={job['Restarts']}")
+    print(r_log.read_text()[-800:])
+    assert job["JobState"] == "CANCELLED" and job["Restarts"] == "0"
+    until(lambda: not trainers(r_dir), 60, "the trainer's end")
+    assert not list((suite / ".snakemake" / "locks").glob("*.lock"))  # no lock left behind

@@ -38,7 +38,7 @@ def _number(v):
 Number = Annotated[float, BeforeValidator(_number)]
 
 
-#: Draws named rather than numbered (``methods.stages.eb.draw_epoch``): the last epoch, the epoch of the
+#: Draws named rather than numbered (``methods.stages.eb.resolve_draw_epoch``): the last epoch, the epoch of the
 #: best test accuracy (Figure 1's star), the EB epoch by the paper's and the official rule.
 NAMED_DRAWS = ("final", "best", "eb", "eb_official")
 
