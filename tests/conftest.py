@@ -56,10 +56,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.fast)
-        # Under pytest-xdist (tests/run.sh: -n 2 --dist loadgroup) a module runs on one worker, so its
-        # module fixtures are built once; the tests of the session-wide tiny runs share one worker too.
-        shared = {"tiny_tree", "tiny_search", "_tiny_search"} & set(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.xdist_group("shared_tiny" if shared else name.split("::", 1)[0]))
 
 
 # ---- shared runs, built once per session; read-only: a test that changes one works on a copy ---------

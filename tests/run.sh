@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): ruff, then pytest. The real-SLURM modules run beside the rest:
 # they mostly wait on SLURM's scheduler and time limits, so on CI's two cores the wall time is about
-# the longer of the two runs, not their sum. The main run has two pytest-xdist workers, each taking
-# whole modules (and one taking every test of the shared tiny runs: tests/conftest.py), so module and
-# session fixtures are built once. Fails if either fails; arguments go to the main run.
+# the longer of the two runs, not their sum. Fails if either fails; arguments go to the main run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check . || exit 1
@@ -11,7 +9,7 @@ slurm=(tests/test_slurm.py tests/test_slurm_accounting.py)
 log=$(mktemp)
 .venv/bin/python -m pytest -p no:cacheprovider --basetemp="$(mktemp -d)/slurm" "${slurm[@]}" > "$log" 2>&1 &
 pid=$!
-.venv/bin/python -m pytest -n 2 --dist loadgroup "${slurm[@]/#/--ignore=}" "$@"
+.venv/bin/python -m pytest "${slurm[@]/#/--ignore=}" "$@"
 rc=$?
 wait "$pid"
 src=$?
