@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import torch
 
+from methods.base.io import remove_checkpoint
 from methods.base.config import ConfigError, Precision, RunConfig, Scale, load_precision, validate
 from methods.base.data import balanced_subset, load_cifar, num_classes
 from methods.models import knobs_at
+from methods.runs import digest as dg
+from methods.runs.results import write_result
 from methods.train.loop import device_of
 
 #: Images per epoch in the papers' CIFAR training (REFERENCE.md section 1): costs are also given at this size.
@@ -100,3 +104,18 @@ def measured_energy_j(rows: list[dict]) -> float | None:
     """Joules a meter measured over the epochs ``rows`` (a result's ``log``); None if any epoch has none."""
     values = [r.get("energy_j") for r in rows]
     return None if any(v is None for v in values) else float(sum(values))
+
+
+def save_result(out: Path, result: dict, digest_inputs) -> dict:
+    """Every stage's last step: record the config digest (``methods.runs.digest``: what makes the result
+    current), write ``out/result.json`` atomically and checked (``methods.runs.results.write_result``), then
+    drop the checkpoint and mark the run finished. Returns ``result``.
+
+    Raises:
+        ValueError: a recorded field missing or of the wrong type (``write_result``).
+    """
+    result.update(dg.record(digest_inputs))
+    write_result(out / "result.json", result)
+    remove_checkpoint(out / "ckpt.pt")
+    dg.finish(out, digest_inputs)
+    return result

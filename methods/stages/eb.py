@@ -13,13 +13,13 @@ import torch
 
 from methods.runs import digest as dg
 from methods.stages.common import (PAPER_TRAIN_IMAGES, REFUSED, accuracy_summary, measured_energy_j, prepare, run_config,
-                                    scaled_precision)
+                                    save_result, scaled_precision)
 from methods.base.config import PAPER_EPOCHS, ConfigError, Precision, Scale, schedule
 from methods.base.data import Split
 from methods.pruning.eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from methods.metrics.energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from methods.metrics.flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
-from methods.base.io import load_torch, remove_checkpoint, read_json, save_npz, save_torch
+from methods.base.io import load_torch, read_json, save_npz, save_torch
 from methods.runs.results import write_result
 from methods.train.lowp import mac_bits
 from methods.models import build_model
@@ -98,11 +98,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
                         "modelled_j": modelled_energy_j(result["train_flops"], _bits(result["config"])),
                         "bits": _bits(result["config"]), "model": MODEL_SOURCE}
     _paper_cost(result)
-    result.update(dg.record(digest_inputs))  # methods.runs.digest: what makes it current
-    write_result(out / "result.json", result)
-    remove_checkpoint(out / "ckpt.pt")
-    dg.finish(out, digest_inputs)
-    return result
+    return save_result(out, result, digest_inputs)
 
 
 def _paper_cost(result: dict) -> None:
@@ -337,8 +333,4 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
                          "retrain_j": retrain_energy, **meter.describe(), **modelled, "model": MODEL_SOURCE},
               "provenance": provenance(dev)}
     _paper_cost(result)
-    result.update(dg.record(digest_inputs))  # methods.runs.digest: what makes it current
-    write_result(out / "result.json", result)
-    remove_checkpoint(out / "ckpt.pt")
-    dg.finish(out, digest_inputs)
-    return result
+    return save_result(out, result, digest_inputs)

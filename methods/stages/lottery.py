@@ -31,14 +31,14 @@ from methods.base.config import ConfigError, schedule
 from methods.metrics.energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from methods.metrics.flops import complexity, training_flops
 from methods.base.inputs import check_ratio
-from methods.base.io import load_torch, remove_checkpoint, read_json, save_torch
+from methods.base.io import load_torch, read_json, save_torch
 from methods.runs.results import write_result
 from methods.pruning.l1 import prune_filters
 from methods.models import build_model
 from methods.models.init import he_normal_
 from methods.base.provenance import provenance
 from methods.pruning.registry import get_pruning
-from methods.stages.common import REFUSED, accuracy_summary, measured_energy_j, prepare, run_config
+from methods.stages.common import REFUSED, accuracy_summary, measured_energy_j, prepare, run_config, save_result
 from methods.pruning.ticket import ticket_report
 from methods.pruning.ticket import warning as ticket_warning
 from methods.train.loop import fit
@@ -93,11 +93,7 @@ def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float,
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
               "train_flops_paper": training_flops(cx["flops_paper"], len(train.y), cfg.epochs), "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
-    result.update(dg.record(digest_inputs))  # methods.runs.digest: what makes it current
-    write_result(out / "result.json", result)
-    remove_checkpoint(out / "ckpt.pt")
-    dg.finish(out, digest_inputs)
-    return result
+    return save_result(out, result, digest_inputs)
 
 
 def _target(prune: str, target: str):
@@ -219,9 +215,5 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
               "train_flops_paper_nonzero": training_flops(cx["flops_paper_nonzero"], len(train.y), cfg.epochs),
               "provenance": provenance(dev)}
     result["energy"] = _energy(meter, res["log"], result["train_flops"])
-    result.update(dg.record(digest_inputs))  # methods.runs.digest: what makes it current
-    write_result(out / "result.json", result)
-    remove_checkpoint(out / "ckpt.pt")
-    dg.finish(out, digest_inputs)
-    return result
+    return save_result(out, result, digest_inputs)
 
