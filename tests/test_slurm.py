@@ -122,6 +122,20 @@ def test_profile_without_accounting(suite, cluster):
     assert not list((suite / ".snakemake" / "locks").glob("*.lock"))
 
 
+def _rerun(suite: Path, cluster, *flags: str):
+    """``methods rerun table1 CELL --slurm [flags]`` started in the suite copy: (process, its output lines)."""
+    cmd = [sys.executable, "-m", "methods", "rerun", "table1", CELL, "--scale", "tiny", "--results", str(suite / "results"),
+           "--data-root", str(suite / "data"), "--tables", str(suite / "tables.yaml"), "--slurm", *flags]
+    return popen(cmd, suite, cluster.env)
+
+
+def _print_submitit(out: list[str], suite: Path) -> None:
+    """The command's output and submitit's files, for a failing test (the files include pickles: read as
+    text, undecodable bytes replaced)."""
+    print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
+                                  for f in (suite / "results" / "submitit").glob("*")))
+
+
 def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
     """``methods rerun --slurm --wait`` after the profile run: submitit's USR2 warning mid-training reaches
     the trainer alone (it finishes its epoch; Snakemake and the job step live on), Snakemake unlocks,
@@ -132,9 +146,7 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
     r_log = r_dir / "log.txt"
     if not (res / "search" / SEARCH / "result.json").is_file():
         pytest.skip("needs the search the profile test trains")
-    cmd = [sys.executable, "-m", "methods", "rerun", "table1", CELL, "--scale", "tiny", "--results", str(suite / "results"),
-           "--data-root", str(suite / "data"), "--tables", str(suite / "tables.yaml"), "--slurm", "--wait"]
-    p, out = popen(cmd, suite, cluster.env)
+    p, out = _rerun(suite, cluster, "--wait")
     try:
         jobid = until(lambda: next((m[1] for line in list(out) if (m := re.search(r" as job (\d+);", line))), None),
                        60, "the job id", p)
@@ -149,9 +161,7 @@ def test_rerun_slurm_warned_requeued_and_resumed(suite, cluster):
         assert not set(trainer) & set(trainers(r_dir))  # the warned trainer ended: no orphan
         assert p.wait(timeout=240) == 0, "".join(out)[-4000:]
     except BaseException:
-        # submitit's files include pickles: read as text, undecodable bytes replaced
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
-                                      for f in (suite / "results" / "submitit").glob("*")))
+        _print_submitit(out, suite)
         raise
     finally:
         if p.poll() is None:
@@ -193,9 +203,7 @@ def test_rerun_slurm_cancelled_leaves_no_lock(suite, cluster):
     r_log = r_dir / "log.txt"
     if not (res / "search" / SEARCH / "result.json").is_file():
         pytest.skip("needs the search the profile test trains")
-    cmd = [sys.executable, "-m", "methods", "rerun", "table1", CELL, "--scale", "tiny", "--results", str(suite / "results"),
-           "--data-root", str(suite / "data"), "--tables", str(suite / "tables.yaml"), "--slurm"]
-    p, out = popen(cmd, suite, cluster.env)
+    p, out = _rerun(suite, cluster)
     try:
         assert p.wait(timeout=60) == 0, "".join(out)  # without --wait: it submits and returns
         jobid = re.search(r" as job (\d+);", "".join(out))[1]
@@ -205,8 +213,7 @@ def test_rerun_slurm_cancelled_leaves_no_lock(suite, cluster):
         job = until(lambda: (j := cluster.job(jobid))["JobState"] not in ("RUNNING", "COMPLETING") and j, 120,
                     "the job's end")
     except BaseException:
-        print("".join(out)[-6000:], *(f"--- {f}\n{f.read_text(errors='replace')[-2000:]}"
-                                      for f in (suite / "results" / "submitit").glob("*")))
+        _print_submitit(out, suite)
         raise
     print(f"scontrol show job {jobid}: JobState={job['JobState']} Restarts={job['Restarts']}")
     print(r_log.read_text()[-800:])
