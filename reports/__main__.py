@@ -54,6 +54,11 @@ def main(argv=None) -> int:
         return 2
     args = parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    import torch
+
+    # Pages trace small graphs (fvcore FLOPs of drawn tickets, figure5 and claims) beside training jobs:
+    # one intra-op thread, as a second one only oversubscribes the cores Snakemake gave those jobs.
+    torch.set_num_threads(1)
     from methods.runs.cells import built_tables, load_tables
     from methods.base.tables import TABLES
     from methods.base.config import ConfigError, load_scale
