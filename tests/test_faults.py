@@ -88,10 +88,17 @@ def _same_search(a: Path, b: Path):
 
 def _main(*args) -> int:
     """``python -m methods ARGS`` in this process: the same ``main`` the children run, for the runs no
-    fault touches (what a killed and rerun child must equal)."""
+    fault touches (what a killed child must equal, and the rerun that resumes it from its files)."""
     from methods.__main__ import main
 
     return main([str(a) for a in args])
+
+
+def _rerun(capfd, *args) -> tuple[int, str]:
+    """``_main(*args)`` after a killed child: (exit status, what it wrote to stderr)."""
+    capfd.readouterr()
+    rc = _main(*args)
+    return rc, capfd.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -104,31 +111,32 @@ def clean(tmp_path_factory, data_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["step:38", "write:ckpt.pt:4", "write:result.json:1"])
-def test_a_search_killed_and_rerun_equals_an_uninterrupted_one(fault, clean, tmp_path, data_root):
+def test_a_search_killed_and_rerun_equals_an_uninterrupted_one(fault, clean, tmp_path, data_root, capfd):
     out = tmp_path / "run"
     killed = _child(fault, "methods", *_search(out, data_root))
     assert killed.returncode == -signal.SIGKILL and not (out / "result.json").exists()
     if fault.startswith("write"):
         assert list(out.glob(".*.tmp"))  # the half-written temporary the kill left
-    rerun = _child("none", "methods", *_search(out, data_root))
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "resuming after epoch" in rerun.stderr
+    rc, err = _rerun(capfd, *_search(out, data_root))
+    assert rc == 0, err[-2000:]
+    assert "resuming after epoch" in err
     _same_search(clean, out)
 
 
 @pytest.mark.slow
-def test_a_killed_retraining_resumes_mid_run(clean, tmp_path, data_root):
+def test_a_killed_retraining_resumes_mid_run(clean, tmp_path, data_root, capfd):
     args = ["retrain", "--scale", "tiny", "--data-root", data_root, "--search", clean, "--ratio", "0.5", "--draw", "20",
             "--init", "rewind"]
     assert _main(*args, "--out", tmp_path / "a") == 0  # uninterrupted
     assert _child("step:50", "methods", *args, "--out", tmp_path / "b").returncode == -signal.SIGKILL
-    assert _child("none", "methods", *args, "--out", tmp_path / "b").returncode == 0
+    rc, err = _rerun(capfd, *args, "--out", tmp_path / "b")
+    assert rc == 0 and "resuming after epoch" in err, err[-2000:]
     assert _comparable(read_json(tmp_path / "a" / "result.json")) == _comparable(read_json(tmp_path / "b" / "result.json"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
-def test_a_cluster_signal_checkpoints_stops_and_resumes(sig, clean, tmp_path, data_root):
+def test_a_cluster_signal_checkpoints_stops_and_resumes(sig, clean, tmp_path, data_root, capfd):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "methods", *_search(out, data_root)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -141,8 +149,8 @@ def test_a_cluster_signal_checkpoints_stops_and_resumes(sig, clean, tmp_path, da
     assert f"preempted: {signal.Signals(sig).name}: stopped with the checkpoint after epoch" in stderr
     stopped = int(stderr.split("checkpoint after epoch ")[1].split(";")[0])
     assert load_checkpoint(out / "ckpt.pt")["epoch"] == stopped < 16 and not (out / "result.json").exists()
-    rerun = _child("none", "methods", *_search(out, data_root))
-    assert rerun.returncode == 0 and f"resuming after epoch {stopped}" in rerun.stderr
+    rc, err = _rerun(capfd, *_search(out, data_root))
+    assert rc == 0 and f"resuming after epoch {stopped}" in err, err[-2000:]
     _same_search(clean, out)
 
 
@@ -167,7 +175,7 @@ def test_a_truncated_or_damaged_checkpoint_is_never_used(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path, data_root):
+def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path, data_root, capfd):
     f = tmp_path / "r.json"
     write_json(f, {"best_acc": 71.5})
     assert read_json(f) == {"best_acc": 71.5}
@@ -183,14 +191,14 @@ def test_a_truncated_or_edited_result_is_rejected_and_retrained(clean, tmp_path,
     shutil.copytree(clean, out)
     res = (out / "result.json").read_text()
     (out / "result.json").write_text(res[:100])
-    rerun = _child("none", "methods", *_search(out, data_root))
-    assert rerun.returncode == 0 and "not valid JSON" in rerun.stderr and "training the run again" in rerun.stderr
+    rc, err = _rerun(capfd, *_search(out, data_root))
+    assert rc == 0 and "not valid JSON" in err and "training the run again" in err, err[-2000:]
     _same_search(clean, out)
     # a retraining reading a damaged search result stops with one line naming the file
     (out / "result.json").write_text(res.replace('"kind": "search"', '"kind": "dense"'))
-    p = _child("none", "methods", "retrain", "--scale", "tiny", "--data-root", data_root, "--search", out, "--ratio", "0.5",
-               "--draw", "20", "--out", tmp_path / "r")
-    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(f"error: corrupt {out / 'result.json'}")
+    rc, err = _rerun(capfd, "retrain", "--scale", "tiny", "--data-root", data_root, "--search", out, "--ratio", "0.5",
+                     "--draw", "20", "--out", tmp_path / "r")
+    assert rc == 2 and err.strip().splitlines()[-1].startswith(f"error: corrupt {out / 'result.json'}")
 
 
 @pytest.mark.slow
@@ -198,11 +206,13 @@ def test_a_report_killed_while_writing_its_table_rebuilds_the_same_table(tmp_pat
     results = tmp_path / "results"
     (results / "tiny").mkdir(parents=True)  # every cell pending: the table is still written in full
     args = ["table1", "--scale", "tiny", "--results", results / "tiny"]
-    assert _child("none", "reports", *args).returncode == 0
+    from reports.__main__ import main as reports
+
+    assert reports([str(a) for a in args]) == 0  # in this process: only the killed build needs its own
     first = (results / "tiny" / "tables" / "table1.csv").read_text()
     (results / "tiny" / "tables" / "table1.csv").unlink()
     assert _child("write:table1.csv:1", "reports", *args).returncode == -signal.SIGKILL
     assert not (results / "tiny" / "tables" / "table1.csv").exists()
-    assert _child("none", "reports", *args).returncode == 0
+    assert reports([str(a) for a in args]) == 0
     assert (results / "tiny" / "tables" / "table1.csv").read_text() == first
     assert not list((results / "tiny").rglob("*.tmp"))
