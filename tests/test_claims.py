@@ -321,5 +321,13 @@ def test_the_committed_mid_evidence_still_reads_as_current():
     spec = yaml.safe_load((ROOT / "benchmarks" / "claims_mid.yaml").read_text())
     from methods.runs.spec import check_tables
 
-    eb1 = verdicts(mid, str(root), check_tables(spec, "claims_mid.yaml"))[0]["EB-1"]
-    assert any("vgg16-cifar10-80-120-lr0.1-s1" in r["what"] for r in eb1.rows)
+    v = verdicts(mid, str(root), check_tables(spec, "claims_mid.yaml"))[0]
+    assert any("vgg16-cifar10-80-120-lr0.1-s1" in r["what"] for r in v["EB-1"].rows)
+    # the README's verdict table is what the code says of the committed files
+    assert {k: v[k].verdict for k in ("EB-1", "EB-2", "EB-4", "EB-7")} == {
+        "EB-1": C.FAILS, "EB-2": C.NOT_JUDGED, "EB-4": C.HOLDS, "EB-7": C.HOLDS}
+    # EB-2: seed 2's final ticket is disconnected (features.35 emptied), so the final draw has one seed
+    final = [r["b"] for r in v["EB-2"].rows]
+    assert all(b.n == 1 and b.mean == pytest.approx(82.73) for b in final) and "fewer than 2 seeds" in v["EB-2"].reason
+    reinit = v["EB-4"].rows[0]
+    assert reinit["a"].mean == pytest.approx((83.72 + 83.81) / 2) and reinit["b"].mean == pytest.approx((84.00 + 84.19) / 2)
