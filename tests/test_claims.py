@@ -54,7 +54,9 @@ def test_pair_rules_and_their_tolerance():
     assert C.pair_row("x", C.Stat(83.0, 0.2, 2), b, FL, 2)["ok"] is False                      # 1.4 pp below
     assert C.pair_row("x", C.Stat(83.0, 1.6, 2), b, FL, 2)["ok"] is True                       # within our own spread
     one = C.pair_row("x", C.Stat(84.0, 0.0, 1), b, FL, 2)
-    assert one["ok"] is None and "fewer than 2 seeds" in one["why"]
+    assert one["ok"] is None and one["why"].endswith("(have 1); list more seeds in the scale")
+    cut = C.pair_row("x", C.Stat(84.0, 0.0, 1, left_out=1), b, FL, 2)  # the second seed's ticket was disconnected
+    assert cut["ok"] is None and cut["why"].endswith("(have 1): 1 disconnected ticket(s) left out; train more seeds")
     assert C.pair_row("x", None, b, FL, 2)["ok"] is None
     assert C.pair_row("x", a, b, FL, 2, "agree")["ok"] is True
     assert C.pair_row("x", C.Stat(85.0, 0.1, 2), a, FL, 2, "beats")["ok"] is True
@@ -328,6 +330,7 @@ def test_the_committed_mid_evidence_still_reads_as_current():
         "EB-1": C.FAILS, "EB-2": C.NOT_JUDGED, "EB-4": C.HOLDS, "EB-7": C.HOLDS}
     # EB-2: seed 2's final ticket is disconnected (features.35 emptied), so the final draw has one seed
     final = [r["b"] for r in v["EB-2"].rows]
-    assert all(b.n == 1 and b.mean == pytest.approx(82.73) for b in final) and "fewer than 2 seeds" in v["EB-2"].reason
+    assert all(b.n == 1 and b.mean == pytest.approx(82.73) for b in final) and v["EB-2"].reason.startswith(
+        "fewer than 2 seeds for a spread rule (have 1): 1 disconnected ticket(s) left out")
     reinit = v["EB-4"].rows[0]
     assert reinit["a"].mean == pytest.approx((83.72 + 83.81) / 2) and reinit["b"].mean == pytest.approx((84.00 + 84.19) / 2)

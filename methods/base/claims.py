@@ -32,21 +32,23 @@ def load_claims(path=None) -> dict:
 
 @dataclass(frozen=True)
 class Stat:
-    """A group of runs' accuracies: mean, spread (EB: max - min over seeds; RT: std) and count."""
+    """A group of runs' accuracies: mean, spread (EB: max - min over seeds; RT: std) and count;
+    ``left_out``: finished runs not counted (disconnected tickets, ``methods.pruning.ticket``)."""
 
     mean: float
     spread: float
     n: int
+    left_out: int = 0
 
     @classmethod
-    def of(cls, values, how: str = "range") -> "Stat | None":
+    def of(cls, values, how: str = "range", left_out: int = 0) -> "Stat | None":
         vals = [float(v) for v in values if v is not None]
         if not vals:
             return None
         if len(vals) < 2:
-            return cls(vals[0], 0.0, 1)
+            return cls(vals[0], 0.0, 1, left_out)
         spread = max(vals) - min(vals) if how == "range" else statistics.stdev(vals)
-        return cls(sum(vals) / len(vals), spread, len(vals))
+        return cls(sum(vals) / len(vals), spread, len(vals), left_out)
 
 
 @dataclass
@@ -142,7 +144,9 @@ def pair_row(what: str, a, b, floor: float, min_n: int, how: str = "at_least", p
         row["why"] = f"{what}: runs missing"
         return row
     if min(a.n, b.n) < min_n:
-        row["why"] = f"fewer than {min_n} seeds for a spread rule (have {min(a.n, b.n)}); list more seeds in the scale"
+        why, out = f"fewer than {min_n} seeds for a spread rule (have {min(a.n, b.n)})", a.left_out + b.left_out
+        row["why"] = (f"{why}: {out} disconnected ticket(s) left out; train more seeds" if out
+                      else f"{why}; list more seeds in the scale")
         return row
     diff, tol = a.mean - b.mean, max(a.spread, b.spread, floor)
     ok = {"at_least": diff >= -tol, "agree": abs(diff) <= tol, "beats": diff > tol, "not_beats": diff <= tol}[how]

@@ -37,8 +37,9 @@ class _Reader:
     def stat(self, runs, how="range"):
         # a disconnected ticket's accuracy is not a pruned network's (methods/pruning/ticket.py): left out, so
         # a claim with too few valid seeds is not judged rather than judged on it
-        return C.Stat.of([self.run(r).result.get("best_acc") for r in runs if self.run(r).done
-                          and not (self.run(r).result.get("ticket") or {}).get("disconnected")], how)
+        done = [self.run(r).result for r in runs if self.run(r).done]
+        ok = [res for res in done if not (res.get("ticket") or {}).get("disconnected")]
+        return C.Stat.of([res.get("best_acc") for res in ok], how, left_out=len(done) - len(ok))
 
     def dense(self, ups) -> dict:
         out = {}
