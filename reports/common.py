@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from methods.base.config import PAPER_EPOCHS, Scale
 from methods.base.io import CorruptFile, read_json  # noqa: F401 (pages import them from here)
-from methods.runs.results import Run, load_run  # noqa: F401 (the pages read runs through here)
+from methods.runs.results import Result, Run, load_run  # noqa: F401 (the pages read runs through here)
 from methods.models import MODELS
 from methods.base.tables import TABLES
 
@@ -35,8 +35,9 @@ def stats(values: list[float]) -> dict:
 
 
 def mean_of(runs: list[Run], key) -> float:
-    """Mean of ``key(result)`` over done runs (NaN if none): e.g. pruned params of a cell."""
-    vals = [key(r.result) for r in runs if r.done and not r.result.get("no_ticket")]  # no ticket, or refused
+    """Mean of ``key(result)`` (a ``Result``) over done runs with a trained ticket (NaN if none): e.g.
+    pruned params of a cell, ``mean_of(runs, lambda r: r.cx("params"))``."""
+    vals = [key(r.result) for r in runs if r.done and r.result.trained]  # no ticket, or refused
     return sum(vals) / len(vals) if vals else math.nan
 
 
@@ -45,20 +46,9 @@ FLOPS_PAPER = "official counter: conv+linear+BN+ReLU+pool, 1 MAC = 2 FLOPs"
 FLOPS_CONV = "conv+linear only, 1 MAC = 2 FLOPs"
 
 
-def paper_flops(res: dict, key: str = "train_flops_50k_eb_units") -> float:
-    """The official-counter twin of the conv + linear field ``key`` of a result (``train_flops...``
-    -> ``train_flops_paper...``, ``flops`` -> ``flops_paper``; EB ``compute_flops.py``). A result
-    written before that convention was recorded gives ``key`` itself; ``old_flops`` flags it.
-
-    Raises:
-        KeyError: ``key`` is missing too.
-    """
-    return res.get(key.replace("flops", "flops_paper", 1), res[key])
-
-
 def old_flops(runs: list[Run]) -> bool:
     """Whether a done run lacks the official-counter FLOPs (its tables show conv + linear, marked)."""
-    return any("flops_paper" not in r.result.get("complexity", {}) for r in runs if r.done)
+    return any(r.result.old_flops for r in runs if r.done)
 
 
 #: What a cell's ticket mark means (``ticket_flag``), shown when hovering over it.
@@ -73,12 +63,12 @@ def ticket_flag(runs: list[Run]) -> str | None:
     run predates the ticket report (a PreResNet layer it emptied was built live then, as ``bnlive``
     now), else None. Its table cell carries the mark and never counts as agreeing with the paper."""
     done = [r.result for r in runs if r.done]
-    tickets = [r.get("ticket") or {} for r in done]
+    tickets = [r.ticket or {} for r in done]
     if any(t.get("disconnected") for t in tickets):
         return "disconnected"
     if any(t.get("collapsed") for t in tickets):
         return "collapsed"
-    unchecked = any(r.get("kind") in ("retrain", "lottery") and "ticket" not in r and not r.get("no_ticket") for r in done)
+    unchecked = any(r.kind in ("retrain", "lottery") and r.ticket is None and r.trained for r in done)
     return "unchecked" if unchecked else None
 
 
@@ -128,7 +118,7 @@ def scale_note(scale: Scale) -> str:
 def bf16(runs: list[Run]) -> bool:
     """True when a finished run among ``runs`` (a cell's) trained under bf16 autocast (the scale's
     opt-in ``autocast``, not the papers' FP32): its table cell carries a bf16 mark."""
-    return any(r.done and r.result.get("config", {}).get("autocast") for r in runs)
+    return any(r.done and (r.result.config or {}).get("autocast") for r in runs)
 
 
 def provenance(runs: list[Run], data_root: str | None) -> dict:
@@ -141,9 +131,9 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
     from methods.base.provenance import git_commit  # deferred: runs git
 
     done = [r.result for r in runs if r.done]
-    prov = [r.get("provenance", {}) for r in done]
+    prov = [r.provenance or {} for r in done]
     dates = sorted(p["date"] for p in prov if p.get("date"))
-    roots = sorted({r.get("config", {}).get("data_root") for r in done} - {None})
+    roots = sorted({(r.config or {}).get("data_root") for r in done} - {None})
     return {
         "commits": sorted({p.get("commit", "unknown") for p in prov}) or ["(no results yet)"],
         "date_first": dates[0] if dates else "(no results yet)",
@@ -156,7 +146,7 @@ def provenance(runs: list[Run], data_root: str | None) -> dict:
         "n_runs": len(runs),
         # opt-in bf16 autocast (Scale.autocast) is not the papers' FP32: every page names such runs
         "autocast": sorted(f"{r.path.parent.name}/{r.path.name}" for r in runs
-                           if r.done and r.result.get("config", {}).get("autocast")),
+                           if r.done and (r.result.config or {}).get("autocast")),
     }
 
 

@@ -317,7 +317,7 @@ def test_the_committed_mid_evidence_still_reads_as_current():
     mid = load_scale("mid")
     root = ROOT / "benchmarks" / "evidence" / "mid"
     run = load_run(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1).path(str(root)), mid)
-    assert run.status == "done" and run.result["best_acc"] == pytest.approx(84.53, abs=0.005)
+    assert run.status == "done" and run.result.best_acc == pytest.approx(84.53, abs=0.005)
     import yaml
 
     spec = yaml.safe_load((ROOT / "benchmarks" / "claims_mid.yaml").read_text())

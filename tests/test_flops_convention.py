@@ -201,11 +201,15 @@ def test_paper_cost_fields():
 
 
 def test_reports_fall_back_to_conv_linear_for_old_results(tmp_path):
-    from reports.common import Run, old_flops, paper_flops
+    from reports.common import Result, Run, old_flops
 
     new = {"complexity": {"flops": 10, "flops_paper": 12}, "train_flops_50k_eb_units": 3.0,
            "train_flops_paper_50k_eb_units": 3.5}
     old = {"complexity": {"flops": 10}, "train_flops_50k_eb_units": 3.0}
-    assert paper_flops(new) == 3.5 and paper_flops(old) == 3.0
-    assert paper_flops(new["complexity"], "flops") == 12 and paper_flops(old["complexity"], "flops") == 10
+    n, o = Result(**new), Result(**old)
+    assert n.paper_flops() == 3.5 and o.paper_flops() == 3.0
+    assert n.paper_flops("flops") == 12 and o.paper_flops("flops") == 10
+    assert (n.old_flops, o.old_flops) == (False, True)
+    with pytest.raises(KeyError, match="train_flops"):
+        o.paper_flops("train_flops")  # neither convention recorded: not a number to show
     assert not old_flops([Run(tmp_path, new, "done")]) and old_flops([Run(tmp_path, new, "done"), Run(tmp_path, old, "done")])

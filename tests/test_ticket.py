@@ -177,13 +177,13 @@ def test_ticket_flags_of_a_cell_and_the_spread_count():
     ok = run(ticket={"collapsed": [], "disconnected": False})
     collapsed = run(ticket={"collapsed": ["blocks.1.bn3"], "disconnected": False})
     cut = run(ticket={"collapsed": ["bn"], "disconnected": True})
-    refused = Run(Path("r"), {"kind": "retrain", "best_acc": None, "no_ticket": "refused: ...", "ticket": cut.result["ticket"]},
+    refused = Run(Path("r"), {"kind": "retrain", "best_acc": None, "no_ticket": "refused: ...", "ticket": cut.result.ticket},
                   "done")
     old = run()  # made before tickets were recorded
     assert ticket_flag([ok]) is None and ticket_flag([ok, collapsed]) == "collapsed"
     assert ticket_flag([collapsed, cut]) == "disconnected" and ticket_flag([refused]) == "disconnected"
     assert ticket_flag([ok, old]) == "unchecked" and ticket_flag([Run(Path("p"))]) is None
-    assert mean_of([ok, refused], lambda r: r["best_acc"]) == 70.0  # a refused run has no accuracy to average
+    assert mean_of([ok, refused], lambda r: r.best_acc) == 70.0  # a refused run has no accuracy to average
     cells = [{"diff": 0.0, "paper": 70.0, "ours_min": 70.0, "ours_max": 70.0, "n_runs": 1, "n_expected": 1, "ticket_flag": f}
              for f in (None, "collapsed", "disconnected", "unchecked")]
     assert completeness(cells, lambda c: True)["n_inside"] == 1  # only the valid ticket agrees with the paper

@@ -21,11 +21,11 @@ def test_train_equals_the_workflow_command(tmp_path, data_root):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     train(run.search, tiny, a, str(data_root))
     res = train(run, tiny, a, str(data_root))
-    assert res["kind"] == "retrain" and read_json(f"{run.path(a)}/result.json")["best_acc"] == res["best_acc"]
+    assert res.kind == "retrain" and read_json(f"{run.path(a)}/result.json")["best_acc"] == res.best_acc
     search = run.search
     assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",
                  "--seed", str(search.seed), "--out", search.path(b)]) == 0
     assert main(shlex.split(retrain_args(run, tiny, b, f"--data-root {data_root}"))) == 0
     cli = read_json(f"{run.path(b)}/result.json")
-    assert [e["test_acc"] for e in cli["log"]] == [e["test_acc"] for e in res["log"]]
-    assert (cli["best_acc"], cli["draw_epoch"], cli["ticket"]) == (res["best_acc"], res["draw_epoch"], res["ticket"])
+    assert [e["test_acc"] for e in cli["log"]] == [e["test_acc"] for e in res.log]
+    assert (cli["best_acc"], cli["draw_epoch"], cli["ticket"]) == (res.best_acc, res.draw_epoch, res.ticket)

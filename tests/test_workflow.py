@@ -170,6 +170,22 @@ def test_tiny_all_tables_runs_end_to_end(tiny_tree, tmp_path):
     _rerun_one_cell(tiny_tree, tiny_tree.copy(tmp_path / "results"))  # on a copy: the shared tree stays as built
 
 
+def test_every_recorded_field_is_a_typed_field_of_result(tiny_tree):
+    """The pages read results through ``methods.runs.results.Result``: every key any stage wrote in the
+    tiny tree (searches, retrainings of every row, dense and lottery runs, refused and no-ticket runs) is one
+    of its declared, typed fields, so a page never reads an untyped extra."""
+    from methods.runs.results import RECORDED, Result
+
+    files = sorted((tiny_tree.root / "tiny").rglob("result.json"))
+    kinds = {}
+    for f in files:
+        res = json.loads(f.read_text())
+        kinds.setdefault(res["kind"], set()).update(res)
+        assert Result.model_validate(res).model_extra == {}, f
+    assert set(kinds) == set(RECORDED)  # every stage's result is in the tree
+    assert not set().union(*kinds.values()) - set(Result.model_fields)
+
+
 def _rerun_one_cell(tree, copy):
     """The command printed on a cell page reruns just that cell's own stage and refreshes its page
     (``tree``'s page, run on ``copy`` with the copy's folders)."""

@@ -6,6 +6,7 @@ there, never an error.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,36 +34,126 @@ NO_TICKET_RECORDED = ("best_acc", "final_acc", "no_ticket", "provenance", "confi
 
 
 class Result(BaseModel):
-    """The typed core of a ``result.json`` (accuracies in %, FLOPs per run, epochs at the run's
-    scale); every other field is kept as written. ``kind`` None: a result written before kinds
-    were recorded."""
+    """A ``result.json`` as the pages and claims read it: every field a stage records
+    (``RECORDED``), typed. Units: accuracies in % of the test set; FLOPs per run (``train_flops*``:
+    the whole training, 1 MAC = 2 FLOPs; ``*_paper``: the official counter's convention,
+    ``methods.metrics.flops``; ``*_eb_units``: in EB's 0.05 PFLOPs units, ``*_50k_*``: rescaled to the
+    papers' 50,000 training images); epochs at the run's scale; energy in joules. A field a result does
+    not record is None (older results, refused tickets); fields a plug-in adds are kept as written
+    (``extra="allow"``). ``kind`` None: a result written before kinds were recorded."""
 
     model_config = ConfigDict(extra="allow")
 
+    # every kind (methods.stages.common.save_result adds the digest, methods.base.io.write_json the checksum)
     kind: Literal["search", "retrain", "dense", "lottery"] | None = None
     scale: str | None = None
     config: dict | None = None
-    no_ticket: str | None = None
-    best_acc: float | None = None
-    final_acc: float | None = None
-    best_epoch: int | None = None
-    draw_epoch: int | None = None
-    ratio: float | None = None
+    precision: str | None = None
     log: list[dict] | None = None
-    complexity: dict[str, float] | None = None
-    dense_complexity: dict[str, float] | None = None
+    best_acc: float | None = None
+    best_epoch: int | None = None
+    final_acc: float | None = None
+    swa_acc: float | None = None
+    no_ticket: str | None = None
+    complexity: dict[str, int | float] | None = None
+    train_images: int | None = None
     train_flops: float | None = None
     train_flops_paper: float | None = None
-    eb_epochs: dict[str, dict[str, int | None]] | None = None
-    ticket: dict | None = None
+    train_flops_nonzero: float | None = None
+    train_flops_paper_nonzero: float | None = None
+    train_flops_eb_units: float | None = None
+    train_flops_50k_eb_units: float | None = None
+    train_flops_paper_eb_units: float | None = None
+    train_flops_paper_50k_eb_units: float | None = None
+    train_flops_nonzero_eb_units: float | None = None
+    train_flops_nonzero_50k_eb_units: float | None = None
+    train_flops_paper_nonzero_eb_units: float | None = None
+    train_flops_paper_nonzero_50k_eb_units: float | None = None
     energy: dict | None = None
     provenance: dict | None = None
+    config_digest: str | None = None
+    digest_inputs: dict | None = None
+    checksum: str | None = None
+    # search (methods.stages.eb.run_search)
+    eb_epochs: dict[str, dict[str, int | None]] | None = None
+    bn_channels: int | None = None
+    # retrain and lottery (methods.stages.eb.run_retrain, methods.stages.lottery.run_lottery)
+    prune: str | None = None
+    granularity: Literal["channel", "filter", "weight"] | None = None
+    ticket: dict | None = None
+    dense_complexity: dict[str, int | float] | None = None
+    weight_density: float | None = None
+    param_reduction: float | None = None
+    param_reduction_nonzero: float | None = None
+    flop_reduction: float | None = None
+    flop_reduction_nonzero: float | None = None
+    flop_reduction_paper: float | None = None
+    # retrain only
+    search: str | None = None
+    ratio: float | None = None
+    draw: str | None = None
+    init: str | None = None
+    search_precision: str | None = None
+    draw_epoch: int | None = None
+    search_best_acc: float | None = None
+    flops_search: float | None = None
+    flops_prune: float | None = None
+    flops_retrain: float | None = None
+    flops_paper_search: float | None = None
+    flops_paper_prune: float | None = None
+    flops_paper_retrain: float | None = None
+    # lottery only
+    dense: str | None = None
+    target: float | str | None = None
+    arm: str | None = None
+    dense_best_acc: float | None = None
+    conv_weights: int | None = None
+    conv_nonzero: int | None = None
 
     @model_validator(mode="after")
     def _trained(self):
         if self.kind is not None and self.no_ticket is None and self.best_acc is None:
             raise ValueError(f"a {self.kind} result without no_ticket must record best_acc")
         return self
+
+    @property
+    def trained(self) -> bool:
+        """Whether a ticket was trained (not ``no_ticket``: no EB ticket, or refused as disconnected)."""
+        return not self.no_ticket
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the drawn ticket has no path from input to logits (``methods.pruning.ticket``)."""
+        return bool((self.ticket or {}).get("disconnected"))
+
+    def cx(self, key: str, default: float = math.nan) -> float:
+        """``complexity[key]`` (``macs``, ``flops``, ``flops_paper``, ``params``, ...), ``default`` if not recorded."""
+        return (self.complexity or {}).get(key, default)
+
+    def get(self, key: str, default=None):
+        """A field by name, ``default`` when None or absent (for keys chosen at run time, e.g. a page's column)."""
+        v = getattr(self, key, None)
+        return default if v is None else v
+
+    def paper_flops(self, key: str = "train_flops_50k_eb_units") -> float:
+        """The official-counter twin of the conv + linear FLOPs field ``key`` (``train_flops...`` ->
+        ``train_flops_paper...``; ``"flops"``: ``complexity["flops_paper"]``; EB ``compute_flops.py``).
+        A result written before that convention was recorded gives ``key`` itself (``old_flops``).
+
+        Raises:
+            KeyError: ``key`` is not recorded either.
+        """
+        get = (lambda k: (self.complexity or {}).get(k)) if key == "flops" else self.get
+        v = get(key.replace("flops", "flops_paper", 1))
+        v = get(key) if v is None else v
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    @property
+    def old_flops(self) -> bool:
+        """Whether this result predates the official counter's FLOPs (``complexity`` lacks ``flops_paper``)."""
+        return "flops_paper" not in (self.complexity or {})
 
 
 def check_result(res: dict, where: str = "result") -> Result:
@@ -103,8 +194,12 @@ class Run:
     """One expected run folder and, when done, its parsed ``result.json``."""
 
     path: Path
-    result: dict | None = None
+    result: Result | None = None  # a dict is checked into a Result
     status: str = "pending"  # "done", "pending", "pending (checkpoint present)", "corrupt", "scale mismatch", "stale: why"
+
+    def __post_init__(self):
+        if isinstance(self.result, dict):
+            self.result = check_result(self.result, str(self.path))
 
     @property
     def done(self) -> bool:
@@ -130,12 +225,12 @@ def load_run(path, scale: Scale) -> Run:
         print(f"warning: {str(e).split(';')[0]}; shown as pending", file=sys.stderr)
         return Run(path, None, "corrupt")
     try:
-        check_result(res, str(f))
+        typed = check_result(res, str(f))
     except CorruptFile as e:
         print(f"warning: {e}; shown as pending", file=sys.stderr)
         return Run(path, None, "corrupt")
-    if res.get("scale") not in (None, scale.name):
-        return Run(path, None, f"scale mismatch ({res.get('scale')})")
+    if typed.scale not in (None, scale.name):
+        return Run(path, None, f"scale mismatch ({typed.scale})")
     if (why := path_stale_reason(path, res, scale)) is not None:
         return Run(path, None, f"stale: {why}")
-    return Run(path, res, "done")
+    return Run(path, typed, "done")

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from methods.runs.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
+from methods.runs.results import Result, check_result
 from methods.base.config import Scale
 from methods.stages.eb import CONTINUING
 
@@ -72,19 +73,24 @@ def groups(runs, upstream, size: int) -> list[tuple[object, list]]:
 
 
 def train(run, scale: Scale, results: str, data_root: str, download: bool = False, refuse: bool = False,
-          snapshot_epochs=()) -> dict:
+          snapshot_epochs=()) -> Result:
     """Train one run dataclass in this process, into ``run.path(results)``: the stage its type names,
     with the arguments its workflow job passes (``retrain_args``, ``lottery_args``; the search's
-    ``snapshot_epochs`` are ``methods.runs.cells.snapshot_draws``). Returns the result (``methods.runs.results``).
+    ``snapshot_epochs`` are ``methods.runs.cells.snapshot_draws``). Returns the typed result the stage wrote
+    (``methods.runs.results.Result``, as the pages and claims read it).
 
     Raises:
         TypeError: not a run dataclass; what the stage raises (ConfigError, FileNotFoundError for a
             missing upstream run, DatasetError).
     """
+    out = Path(run.path(results))
+    return check_result(_stage(run, out, scale, results, data_root, download, refuse, snapshot_epochs), str(out))
+
+
+def _stage(run, out, scale, results, data_root, download, refuse, snapshot_epochs) -> dict:
     from methods.stages.lottery import run_dense, run_lottery
     from methods.stages.eb import run_retrain, run_search
 
-    out = Path(run.path(results))
     if isinstance(run, SearchRun):
         return run_search(out, scale, run.model, run.dataset, run.schedule, run.lr, run.seed, data_root, download,
                           list(snapshot_epochs), list(run.lrs) if run.lrs else None, run.precision)

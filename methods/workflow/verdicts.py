@@ -38,15 +38,15 @@ class _Reader:
         # a disconnected ticket's accuracy is not a pruned network's (methods/pruning/ticket.py): left out, so
         # a claim with too few valid seeds is not judged rather than judged on it
         done = [self.run(r).result for r in runs if self.run(r).done]
-        ok = [res for res in done if not (res.get("ticket") or {}).get("disconnected")]
-        return C.Stat.of([res.get("best_acc") for res in ok], how, left_out=len(done) - len(ok))
+        ok = [res for res in done if not res.disconnected]
+        return C.Stat.of([res.best_acc for res in ok], how, left_out=len(done) - len(ok))
 
     def dense(self, ups) -> dict:
         out = {}
         for u in ups:
             run = self.run(u)
             if run.done:
-                out[u.name] = (u.dataset, run.result.get("best_acc"))
+                out[u.name] = (u.dataset, run.result.best_acc)
         return out
 
 
@@ -62,9 +62,9 @@ def _eb_searches(rd: _Reader, spec: dict) -> tuple[list[dict], dict, list]:
         if not run.done:
             pending.append(s.name)
             continue
-        res, cfg = run.result, run.result["config"]
-        dense[s.name] = (s.dataset, res.get("best_acc"))
-        eb = {float(p): v.get("paper") for p, v in res.get("eb_epochs", {}).items()}
+        res, cfg = run.result, run.result.config or {}
+        dense[s.name] = (s.dataset, res.best_acc)
+        eb = {float(p): v.get("paper") for p, v in (res.eb_epochs or {}).items()}
         dist = {}
         if (run.path / "history.npz").is_file():
             with np.load(run.path / "history.npz") as h:
@@ -75,7 +75,7 @@ def _eb_searches(rd: _Reader, spec: dict) -> tuple[list[dict], dict, list]:
                         dist[p] = float((m[t + 1:] != m[t]).mean(axis=1).max())
         epochs = cfg.get("epochs", rd.scale.epochs)
         first = next((m for m in cfg.get("milestones", []) if m > 0), epochs)
-        images = res.get("train_images") or rd.scale.train_images or 50_000  # None: all of torchvision's set
+        images = res.train_images or rd.scale.train_images or 50_000  # None: all of torchvision's set
         out.append({"name": s.name, "eb": eb, "steps_per_epoch": math.ceil(images / cfg.get("batch_size", rd.scale.batch_size)),
                     "first_decay": first, "dist_after": dist, "dataset": s.dataset, "model": s.model, "seed": s.seed,
                     "epochs": epochs, "knobs": cfg.get("knobs", knobs_at(s.model, rd.scale) or {}),
@@ -92,7 +92,7 @@ def _eb7_rows(rd: _Reader, spec: dict, searches: list[dict], ratios) -> list[dic
         if not (run.path / "history.npz").is_file():
             continue
         res, costs = run.result, DrawCosts(s["model"], s["knobs"], s["dataset"])
-        dflops = res["complexity"].get("flops_paper", res["complexity"]["flops"])
+        dflops = res.paper_flops("flops")
         with np.load(run.path / "history.npz") as h:
             gammas = torch.from_numpy(h["gammas"])
         for p in ratios:
@@ -112,8 +112,8 @@ def _eb7_rows(rd: _Reader, spec: dict, searches: list[dict], ratios) -> list[dic
 def _steps_per_epoch(rd, search) -> int:
     """SGD steps per epoch of a search as run (its result), else as the scale would run it."""
     run = rd.run(search)
-    if run.done and run.result.get("train_images"):
-        return math.ceil(run.result["train_images"] / run.result.get("config", {}).get("batch_size", rd.scale.batch_size))
+    if run.done and run.result.train_images:
+        return math.ceil(run.result.train_images / (run.result.config or {}).get("batch_size", rd.scale.batch_size))
     return math.ceil((rd.scale.train_images or 50_000) / rd.scale.batch_size)
 
 
@@ -192,7 +192,7 @@ def _table2(rd, spec):
 
 
 def _mean(rd, runs, key):
-    vals = [key(rd.run(r).result) for r in runs if rd.run(r).done]
+    vals = [key(rd.run(r).result) for r in runs if rd.run(r).done and rd.run(r).result.trained]  # no ticket: no cost
     vals = [v for v in vals if v is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -200,7 +200,7 @@ def _mean(rd, runs, key):
 def _energy(res):
     """Modelled training energy (FLOPs x per-operation energy by bit width, methods/metrics/energy.py): the same model
     for every row; a meter, where one exists, covers only part of a cell's cost (the retraining)."""
-    e = res.get("energy") or {}
+    e = res.energy or {}
     parts = [e.get(k) for k in ("modelled_search_j", "modelled_prune_j", "modelled_retrain_j")]
     return sum(x or 0 for x in parts) if any(parts) else e.get("modelled_j")
 
@@ -250,7 +250,7 @@ def verdicts(scale: Scale, results: str, spec: dict | None = None, cfg: dict | N
                                 paper=_ref_pair(ref, m, ds, p, "eb_train", best),
                                 cells=[_cell("table2", eb.id), _cell("table2", cells[m, ds, best, p].id)]))
         for c in base:
-            for unit, key in (("FLOPs", lambda r: r.get("train_flops_paper", r.get("train_flops"))), ("energy", _energy)):
+            for unit, key in (("FLOPs", lambda r: r.paper_flops("train_flops")), ("energy", _energy)):
                 pk = "flops_units" if unit == "FLOPs" else "energy_kj"
                 pr = ref.get((m, ds, "eb_train", p)), ref.get((m, ds, c.method, p))
                 rows6c.append(C.cost_row(f"{m} {ds} p={p:g}: eb_train / {c.method} {unit}", _mean(rd, eb.runs, key),

@@ -20,7 +20,7 @@ from methods.workflow.status import run_state
 from methods.base.tables import TABLES
 
 from reports import common
-from reports.common import Run, load_run, provenance, rel, render, scale_note
+from reports.common import Result, Run, load_run, provenance, rel, render, scale_note
 from reports.io import write_figure, write_text
 
 def title(table: str) -> str:
@@ -56,8 +56,8 @@ def mask_distances(search_dir: Path, ratio: float) -> np.ndarray | None:
 
 def _curves(png: Path, cell: Cell, own: list, ups: dict) -> bool:
     """Draw loss, accuracy, LR and mask distance against epoch for every seed; False if nothing to draw."""
-    runs = [(seed_of(s), r, "own") for s, r in zip(cell.runs, own) if r.done and r.result.get("log")]
-    runs += [(seed_of(s), r, "upstream") for s, r in ups.items() if r.done and r.result.get("log")]
+    runs = [(seed_of(s), r, "own") for s, r in zip(cell.runs, own) if r.done and r.result.log]
+    runs += [(seed_of(s), r, "upstream") for s, r in ups.items() if r.done and r.result.log]
     if not runs:
         return False
     # The run folders' mtimes change when a result.json appears or is deleted, so a rerun redraws.
@@ -74,7 +74,7 @@ def _curves(png: Path, cell: Cell, own: list, ups: dict) -> bool:
     seeds = sorted({s for s, _, _ in runs})
     for seed, run, kind in runs:
         c, ls = colors[seeds.index(seed) % 10], "-" if kind == "own" else ":"
-        log = run.result["log"]
+        log = run.result.log
         ep = [row["epoch"] for row in log]
         label = f"seed {seed}" + (" (search/dense)" if kind == "upstream" else "")
         axes[0].plot(ep, [row["train_loss"] for row in log], color=c, ls=ls, label=label)
@@ -84,7 +84,7 @@ def _curves(png: Path, cell: Cell, own: list, ups: dict) -> bool:
     # A channel ratio only for BN-pruned cells; weight-level and ThiNet ratios mean something else.
     ratio = cell.runs[0].ratio if getattr(cell.runs[0], "prune", None) == "bn" else 0.5
     searches = [(seed_of(s), r) for s, r in ups.items() if r.done] or [(seed_of(s), r) for s, r in zip(cell.runs, own)
-                                                                      if r.done and r.result.get("kind") == "search"]
+                                                                      if r.done and r.result.kind == "search"]
     drawn = False
     for seed, run in searches:
         d = mask_distances(run.path, ratio)
@@ -108,34 +108,34 @@ def _curves(png: Path, cell: Cell, own: list, ups: dict) -> bool:
 
 
 def _row(spec_run, run: Run, here: Path) -> dict:
-    res = run.result or {}
-    prov = res.get("provenance", {})
-    energy = res.get("energy", {})
+    res = run.result or Result()
+    prov = res.provenance or {}
+    energy = res.energy or {}
     state = run.status if run.status.startswith("stale") else run_state(run.path)  # load_run judged the digest
     return {"seed": seed_of(spec_run), "name": spec_run.name, "state": state,
             "result": rel(run.path / "result.json", here) if run.done else None,
             "log": rel(run.path / "log.txt", here) if (run.path / "log.txt").is_file() else None,
             "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
-            "best_epoch": res.get("best_epoch"), "draw_epoch": res.get("draw_epoch"),
-            "params": res.get("complexity", {}).get("params", math.nan),
-            "flops": res.get("complexity", {}).get("flops", math.nan),
+            "best_epoch": res.best_epoch, "draw_epoch": res.draw_epoch,
+            "params": res.cx("params"),
+            "flops": res.cx("flops"),
             "train_flops": res.get("train_flops", math.nan), "train_flops_units": res.get("train_flops_eb_units", math.nan),
             # official-counter convention; NaN (shown as a dash) in results written before it was recorded
-            "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
+            "flops_paper": res.cx("flops_paper"),
             "train_flops_paper": res.get("train_flops_paper", math.nan),
             "measured_j": energy.get("measured_j"), "modelled_j": energy.get("modelled_j"),
             "commit": prov.get("commit", "–"), "suite": prov.get("suite", "–"), "torch": prov.get("torch", "–"),
             "python": prov.get("python", "–"), "device": prov.get("device", "–"), "host": prov.get("host", "–"),
             "date": prov.get("date", "–"), "recorded_command": prov.get("command", "–"),
-            "digest": digest(res["config"]) if "config" in res else "–",
-            "config": json.dumps(res["config"], indent=1, sort_keys=True) if "config" in res else None}
+            "digest": digest(res.config) if res.config is not None else "–",
+            "config": json.dumps(res.config, indent=1, sort_keys=True) if res.config is not None else None}
 
 
 def ticket_table(cell: Cell, own: list[Run]) -> dict | None:
     """Per-layer kept / total of each seed's ticket as its stage recorded it (``methods.pruning.ticket``):
     ``{"unit", "seeds", "rows": [{"name", "total", "kept": [per seed]}], "flags": [per seed]}``;
     None when no finished run of the cell recorded a ticket (dense and search runs, older results)."""
-    done = [(seed_of(s), r.result["ticket"]) for s, r in zip(cell.runs, own) if r.done and r.result.get("ticket")]
+    done = [(seed_of(s), r.result.ticket) for s, r in zip(cell.runs, own) if r.done and r.result.ticket]
     if not done:
         return None
     names = [x["name"] for x in done[0][1]["layers"]]
@@ -155,7 +155,7 @@ def build(scale: Scale, results: str, cell: Cell, data_root: str | None = None, 
     ups = {u: load_run(u.path(results), scale) for u in cell.upstream}
     png = out.with_suffix(".png")
     has_png = _curves(png, cell, own, ups)
-    roots = sorted({r.result.get("config", {}).get("data_root") for r in own if r.done} - {None})
+    roots = sorted({(r.result.config or {}).get("data_root") for r in own if r.done} - {None})
     data = data_root or (roots[0] if roots else _checked_root(results))
     cmd = command(cell.table, cell.id, scale.name, arg_path(Path(results).parent), data, tables=common.TABLES_PATH)
     seeds = sorted({seed_of(r) for r in cell.runs})

@@ -20,7 +20,7 @@ from methods.runs.cells import figure_runs, load_tables
 from methods.base.config import PAPER_EPOCHS, Scale
 
 from reports.pages import cellpage
-from reports.common import (DATASET_NAMES, MODEL_NAMES, load_run, mean_of, old_flops, paper_flops, provenance, render,
+from reports.common import (DATASET_NAMES, MODEL_NAMES, load_run, mean_of, old_flops, provenance, render,
                      scale_note, stats)
 from reports.common import index_entry as index_entry_of, ticket_flag
 from reports.io import publish
@@ -48,35 +48,35 @@ def collect(scale: Scale, results: str, spec: dict | None = None, figure: str = 
         fp32.setdefault((r.search.model, r.search.dataset), {})[replace(r.search, precision="fp32")] = None
     search_runs = {k: [load_run(s.path(results), scale) for s in v] for k, v in searches.items()}
     fp32_runs = {k: [load_run(s.path(results), scale) for s in v] for k, v in fp32.items()}
-    dense = {k: stats([s.result["best_acc"] for s in v if s.done]) for k, v in search_runs.items()}
-    dense_fp32 = {k: stats([s.result["best_acc"] for s in v if s.done]) for k, v in fp32_runs.items()}
+    dense = {k: stats([s.result.best_acc for s in v if s.done]) for k, v in search_runs.items()}
+    dense_fp32 = {k: stats([s.result.best_acc for s in v if s.done]) for k, v in fp32_runs.items()}
     rows, all_runs = [], [s for v in search_runs.values() for s in v]
     all_runs += [s for v in fp32_runs.values() for s in v if str(s.path) not in {str(r.path) for r in all_runs}]
     for (model, ds, ratio, draw), specs in groups.items():
         runs = [load_run(r.path(results), scale) for r in specs]
         all_runs += runs
-        done = [r.result for r in runs if r.done and r.result.get("best_acc") is not None]  # refused: no accuracy
+        done = [r.result for r in runs if r.done and r.result.best_acc is not None]  # refused: no accuracy
         if draw == "best":
-            eps = [r["draw_epoch"] for r in done] or [s.result["best_epoch"] for s in search_runs[(model, ds)] if s.done]
+            eps = [r.draw_epoch for r in done] or [s.result.best_epoch for s in search_runs[(model, ds)] if s.done]
             x = sum(eps) / len(eps) if eps else math.nan
         else:
             x = scale.epoch(draw)
-        acc = stats([r["best_acc"] for r in done])
+        acc = stats([r.best_acc for r in done])
         mean = lambda f: sum(f(r) for r in done) / len(done) if done else math.nan  # noqa: E731
         d = dense[(model, ds)]
         rows.append({"model": model, "dataset": ds, "ratio": ratio, "draw": draw, "draw_epoch": x, "n_runs": len(done),
                      "n_expected": len(runs), "acc_mean": acc["mean"], "acc_min": acc["min"], "acc_max": acc["max"],
-                     "final_mean": mean(lambda r: r["final_acc"]), "dense_acc_mean": d["mean"], "dense_acc_min": d["min"],
+                     "final_mean": mean(lambda r: r.final_acc), "dense_acc_mean": d["mean"], "dense_acc_min": d["min"],
                      "dense_acc_max": d["max"], "dense_fp32_acc_mean": dense_fp32[(model, ds)]["mean"],
-                     "pruned_params_mean": mean(lambda r: r["complexity"]["params"]),
-                     "pruned_flops_mean": mean(lambda r: r["complexity"]["flops"]),
-                     "train_flops_units_mean": mean(lambda r: r["train_flops_50k_eb_units"]),
-                     "dense_train_flops_units_mean": mean_of(search_runs[(model, ds)], lambda r: r["train_flops_50k_eb_units"]),
+                     "pruned_params_mean": mean(lambda r: r.cx("params")),
+                     "pruned_flops_mean": mean(lambda r: r.cx("flops")),
+                     "train_flops_units_mean": mean(lambda r: r.train_flops_50k_eb_units),
+                     "dense_train_flops_units_mean": mean_of(search_runs[(model, ds)], lambda r: r.train_flops_50k_eb_units),
                      # official-counter convention, plotted (conv + linear for results written before it, flagged)
-                     "pruned_flops_paper_mean": mean(lambda r: paper_flops(r["complexity"], "flops")),
-                     "train_flops_paper_units_mean": mean(lambda r: paper_flops(r, "train_flops_50k_eb_units")),
+                     "pruned_flops_paper_mean": mean(lambda r: r.paper_flops("flops")),
+                     "train_flops_paper_units_mean": mean(lambda r: r.paper_flops("train_flops_50k_eb_units")),
                      "dense_train_flops_paper_units_mean": mean_of(search_runs[(model, ds)],
-                                                                   lambda r: paper_flops(r, "train_flops_50k_eb_units")),
+                                                                   lambda r: r.paper_flops("train_flops_50k_eb_units")),
                      "flops_paper_old": old_flops(runs) or old_flops(search_runs[(model, ds)]),
                      "search_precision": specs[0].search.precision, "id": f"{model}/{ds}/p{ratio:g}/{draw}",
                      "ticket_flag": ticket_flag(runs)})

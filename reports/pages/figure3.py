@@ -51,7 +51,7 @@ def collect(scale: Scale, results: str, spec: dict):
         mats[sr.model] = matrices(run.path, ratios) if ok else None
         for p in ratios:
             d, eb = mats[sr.model][p] if ok else (None, None)
-            stored = (run.result or {}).get("eb_epochs", {}).get(str(p), {}) if ok else {}
+            stored = (run.result.eb_epochs or {}).get(str(p), {}) if ok else {}
             rows.append({"model": sr.model, "dataset": sr.dataset, "seed": sr.seed, "ratio": p,
                          "status": run.status if ok or not run.done else "history.npz missing",
                          "epochs": d.shape[0] - 1 if d is not None else math.nan,

@@ -48,17 +48,17 @@ def collect(scale: Scale, results: str, spec: dict | None = None):
         runs.append(run)
         if not run.done or not (run.path / "history.npz").is_file():
             continue
-        E = run.result.get("config", {}).get("epochs", scale.epochs)
-        costs = DrawCosts(search.model, run.result.get("config", {}).get("knobs", knobs_at(search.model, scale) or {}),
+        E = (run.result.config or {}).get("epochs", scale.epochs)
+        costs = DrawCosts(search.model, (run.result.config or {}).get("knobs", knobs_at(search.model, scale) or {}),
                           search.dataset)
-        dense_flops = run.result["complexity"]["flops"]
+        dense_flops = run.result.cx("flops")
         # official-counter convention; a search written before it falls back to conv + linear throughout (flagged)
-        old = "flops_paper" not in run.result["complexity"]
-        dense_paper = dense_flops if old else run.result["complexity"]["flops_paper"]
+        old = run.result.old_flops
+        dense_paper = run.result.paper_flops("flops")
         with np.load(run.path / "history.npz") as h:
             gammas = torch.from_numpy(h["gammas"])
         for p in s.get(f"ratios_{search.model}_{search.dataset}", s["ratios"]):
-            eb = run.result["eb_epochs"].get(str(p), {}).get("paper")
+            eb = (run.result.eb_epochs or {}).get(str(p), {}).get("paper")
             grid = draw_epochs(scale, s.get("every", 10))
             for t in sorted(set(grid) | ({eb} if eb else set())):
                 cx = costs.pruned(gammas[t], p)

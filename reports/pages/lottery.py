@@ -19,7 +19,7 @@ from methods.runs.cells import load_tables, lottery_cells
 from methods.base.config import ROOT, Scale
 
 from reports.pages import cellpage
-from reports.common import (MODEL_NAMES, bf16, load_run, paper_flops, provenance, rel, render, scale_note, table_index_entry,
+from reports.common import (Result, MODEL_NAMES, bf16, load_run, provenance, rel, render, scale_note, table_index_entry,
                             ticket_flag)
 from reports.io import write_text
 
@@ -122,14 +122,14 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
         dense_seen.update({str(run.path): run for run in dense})
         all_runs += [r for runs in arms.values() for r in runs]
         # a refused (disconnected) ticket has no accuracy (tables.yaml refuse_disconnected)
-        acc = {arm: [r.result["best_acc"] for r in runs if r.done and r.result["best_acc"] is not None]
+        acc = {arm: [r.result.best_acc for r in runs if r.done and r.result.best_acc is not None]
                for arm, runs in arms.items()}
-        (um, us), (wm, ws), (rm, rs) = (mean_std([r.result["best_acc"] for r in dense if r.done]),
+        (um, us), (wm, ws), (rm, rs) = (mean_std([r.result.best_acc for r in dense if r.done]),
                                         mean_std(acc.get("winning", [])), mean_std(acc.get("random", [])))
         ref = paper.get((cell.lr, PAPER_MODEL.get(cell.model, cell.model), _paper_key(table, cell.model, cell.target)), {})
         p = {k: ref.get(k, math.nan) for k in ("unpruned_mean", "unpruned_std", "winning_mean", "winning_std",
                                                 "random_mean", "random_std")}
-        done = [r.result for runs in arms.values() for r in runs if r.done and not r.result.get("no_ticket")]
+        done = [r.result for runs in arms.values() for r in runs if r.done and r.result.trained]
 
         def avg(key):
             vals = [key(r) for r in done]
@@ -146,22 +146,22 @@ def collect(scale: Scale, results: str, table: str, spec: dict | None = None):
                      "better": better(wm, rm), "paper_better": better(p["winning_mean"], p["random_mean"]),
                      "relation": relation(wm, ws, rm, rs),
                      "paper_relation": relation(p["winning_mean"], p["winning_std"], p["random_mean"], p["random_std"]),
-                     "params_mean": avg(lambda r: r["complexity"]["params"]),
-                     "flops_mean": avg(lambda r: r["complexity"]["flops"]),
+                     "params_mean": avg(lambda r: r.cx("params")),
+                     "flops_mean": avg(lambda r: r.cx("flops")),
                      # official-counter convention (conv + linear for results written before it)
-                     "flops_paper_mean": avg(lambda r: paper_flops(r["complexity"], "flops")),
-                     "flop_reduction_mean": avg(lambda r: r["flop_reduction"]),
-                     "weight_density_mean": avg(lambda r: r["weight_density"])})
+                     "flops_paper_mean": avg(lambda r: r.paper_flops("flops")),
+                     "flop_reduction_mean": avg(lambda r: r.flop_reduction),
+                     "weight_density_mean": avg(lambda r: r.weight_density)})
         for arm, runs in arms.items():
             for spec_run, run in zip(cell.arms[arm], runs):
-                res = run.result or {}
+                res = run.result or Result()
                 run_rows.append({"lr": cell.lr, "model": cell.model, "target": cell.target, "arm": arm,
                                  "seed": spec_run.dense.seed, "status": run.status, "path": run.path / "result.json",
                                  "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
                                  "dense_acc": res.get("dense_best_acc", math.nan),
-                                 "params": res.get("complexity", {}).get("params", math.nan),
-                                 "flops": res.get("complexity", {}).get("flops", math.nan),
-                                 "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
+                                 "params": res.cx("params"),
+                                 "flops": res.cx("flops"),
+                                 "flops_paper": res.cx("flops_paper"),
                                  "density": res.get("weight_density", math.nan)})
     return rows, run_rows, all_runs + list(dense_seen.values())
 

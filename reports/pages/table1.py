@@ -17,7 +17,7 @@ from methods.runs.cells import load_tables, table1_cells, table4_cells
 from methods.base.config import ROOT, Scale
 
 from reports.pages import cellpage
-from reports.common import (absent_page, bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
+from reports.common import (Result, absent_page, bf16, completeness, load_run, mean_of, old_flops, provenance, rel, render,
                      scale_note, stats)
 from reports.common import table_index_entry, ticket_flag
 from reports.io import write_text
@@ -63,35 +63,35 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         runs = [load_run(r.path(results), scale) for r in cell.runs]
         all_runs += runs
         searches.update({r.search.path(results): None for r in cell.runs})
-        s = stats([r.result["best_acc"] for r in runs if r.done and r.result["best_acc"] is not None])  # refused: None
+        s = stats([r.result.best_acc for r in runs if r.done and r.result.best_acc is not None])  # refused: None
         ref = paper.get((cell.model, cell.dataset, row_key(table, cell), cell.draw), math.nan)
         cells.append({
             "id": cell.id, "model": cell.model, "dataset": cell.dataset, "schedule": cell.schedule, "lr": cell.lr,
             "draw": cell.draw, "draw_epoch": scale.epoch(cell.draw), "n_runs": sum(r.done for r in runs), "n_expected": len(runs),
             "bf16": bf16(runs), "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"], "paper": ref, "diff": s["mean"] - ref,
-            "final_mean": mean_of(runs, lambda r: r["final_acc"]),
-            "dense_acc_mean": mean_of(runs, lambda r: r["search_best_acc"]),
-            "pruned_params_mean": mean_of(runs, lambda r: r["complexity"]["params"]),
-            "pruned_flops_mean": mean_of(runs, lambda r: r["complexity"]["flops"]),
-            "param_reduction_mean": mean_of(runs, lambda r: r["param_reduction"]),
-            "flop_reduction_mean": mean_of(runs, lambda r: r["flop_reduction"]),
-            "train_flops_mean": mean_of(runs, lambda r: r["train_flops"]),
-            "train_flops_eb_units_mean": mean_of(runs, lambda r: r["train_flops_eb_units"]),
+            "final_mean": mean_of(runs, lambda r: r.final_acc),
+            "dense_acc_mean": mean_of(runs, lambda r: r.search_best_acc),
+            "pruned_params_mean": mean_of(runs, lambda r: r.cx("params")),
+            "pruned_flops_mean": mean_of(runs, lambda r: r.cx("flops")),
+            "param_reduction_mean": mean_of(runs, lambda r: r.param_reduction),
+            "flop_reduction_mean": mean_of(runs, lambda r: r.flop_reduction),
+            "train_flops_mean": mean_of(runs, lambda r: r.train_flops),
+            "train_flops_eb_units_mean": mean_of(runs, lambda r: r.train_flops_eb_units),
             # official-counter convention (conv + linear for results written before it, flagged)
-            "pruned_flops_paper_mean": mean_of(runs, lambda r: paper_flops(r["complexity"], "flops")),
-            "train_flops_paper_eb_units_mean": mean_of(runs, lambda r: paper_flops(r, "train_flops_eb_units")),
+            "pruned_flops_paper_mean": mean_of(runs, lambda r: r.paper_flops("flops")),
+            "train_flops_paper_eb_units_mean": mean_of(runs, lambda r: r.paper_flops("train_flops_eb_units")),
             "flops_paper_old": old_flops(runs),
         })
         for spec_run, run in zip(cell.runs, runs):
-            res = run.result or {}
+            res = run.result or Result()
             runs_rows.append({**{k: cells[-1][k] for k in ("id", "model", "dataset", "schedule", "lr", "draw")},
                               "seed": spec_run.search.seed, "status": run.status, "path": run.path / "result.json",
                               "best_acc": res.get("best_acc", math.nan), "final_acc": res.get("final_acc", math.nan),
                               "draw_epoch": res.get("draw_epoch", scale.epoch(cell.draw)),
-                              "params": res.get("complexity", {}).get("params", math.nan),
-                              "flops": res.get("complexity", {}).get("flops", math.nan),
-                              "flops_paper": res.get("complexity", {}).get("flops_paper", math.nan),
+                              "params": res.cx("params"),
+                              "flops": res.cx("flops"),
+                              "flops_paper": res.cx("flops_paper"),
                               "param_reduction": res.get("param_reduction", math.nan)})
     all_runs += [load_run(p, scale) for p in searches]  # the search runs count as training runs too
     return cells, runs_rows, all_runs

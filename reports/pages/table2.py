@@ -31,7 +31,7 @@ from methods.base.config import ROOT, Scale
 from methods.metrics.energy import modelled_energy_j
 
 from reports.pages import cellpage
-from reports.common import (bf16, completeness, load_run, mean_of, old_flops, paper_flops, provenance, rel, render,
+from reports.common import (Result, bf16, completeness, load_run, mean_of, old_flops, provenance, rel, render,
                      scale_note, stats)
 from reports.common import table_index_entry, ticket_flag
 from reports.io import write_text
@@ -98,7 +98,7 @@ def load_paper_improv(path: Path = PAPER_IMPROV_CSV) -> dict:
 
 def _reduction(res: dict, kind: str) -> float:
     """Achieved reduction: physical for channel pruning, of nonzero weights/FLOPs for weight-level masks."""
-    return res[f"{kind}_reduction_nonzero"] if res.get("granularity") == "weight" else res[f"{kind}_reduction"]
+    return res.get(f"{kind}_reduction_nonzero" if res.granularity == "weight" else f"{kind}_reduction")
 
 
 def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | None = None):
@@ -117,21 +117,21 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
         for search in [r.search for r in cell.runs] + fp32:
             if search.path(results) not in searches:
                 searches[search.path(results)] = load_run(search.path(results), scale)
-        ticket = [r for r in runs if r.done and not r.result.get("no_ticket")]
+        ticket = [r for r in runs if r.done and r.result.trained]
         low = any(r.precision != "fp32" or r.search.precision != "fp32" for r in cell.runs)
         # an 8-bit retraining may report its SWA model instead (tables.yaml table2.lowp_accuracy)
         acc_key = spec_t2.get("lowp_accuracy", "best_acc") if any(r.precision != "fp32" for r in cell.runs) else "best_acc"
-        s = stats([r.result[acc_key] for r in ticket if r.result.get(acc_key) is not None])
+        s = stats([r.result.get(acc_key) for r in ticket if r.result.get(acc_key) is not None])
         dense = [searches[search.path(results)] for search in fp32]
-        dense_flops = mean_of(dense, lambda r: r["train_flops"])
-        dense_paper = mean_of(dense, lambda r: paper_flops(r, "train_flops"))
+        dense_flops = mean_of(dense, lambda r: r.train_flops)
+        dense_paper = mean_of(dense, lambda r: r.paper_flops("train_flops"))
         # searches written before energy was recorded: the same model from their counted FLOPs
-        dense_energy = mean_of(dense, lambda r: r.get("energy", {}).get("modelled_j", modelled_energy_j(r["train_flops"])))
+        dense_energy = mean_of(dense, lambda r: (r.energy or {}).get("modelled_j", modelled_energy_j(r.train_flops)))
         pref = ref or {}
         psnip = paper.get(_key(cell.model, cell.dataset, "snip", cell.ratio), {})
         status = ("pending: " + ("not built yet" if not cell.runs else "not run yet")
                   if not runs or not any(r.done for r in runs) else
-                  "no EB ticket: " + "; ".join(r.result["no_ticket"] for r in runs if r.done and r.result.get("no_ticket"))
+                  "no EB ticket: " + "; ".join(r.result.no_ticket for r in runs if r.done and not r.result.trained)
                   if not ticket else "done")
         row = spec_t2["rows"].get(cell.method)
         cells.append({
@@ -141,43 +141,43 @@ def collect(scale: Scale, results: str, spec: dict | None = None, paper: dict | 
             "ticket_flag": ticket_flag(runs),
             "ours_mean": s["mean"], "ours_min": s["min"], "ours_max": s["max"],
             "paper": pref.get("acc", math.nan), "diff": s["mean"] - pref.get("acc", math.nan),
-            "final_mean": mean_of(ticket, lambda r: r["final_acc"]),
+            "final_mean": mean_of(ticket, lambda r: r.final_acc),
             # official-counter convention beside the paper's column (conv + linear for older results, flagged)
-            "flops_paper_units": mean_of(ticket, lambda r: paper_flops(r, "train_flops_50k_eb_units")),
-            "flops_paper_nonzero_units": mean_of(ticket, lambda r: paper_flops(r, "train_flops_nonzero_50k_eb_units")),
-            "flops_paper_rel": mean_of(ticket, lambda r: paper_flops(r, "train_flops")) / dense_paper,
+            "flops_paper_units": mean_of(ticket, lambda r: r.paper_flops("train_flops_50k_eb_units")),
+            "flops_paper_nonzero_units": mean_of(ticket, lambda r: r.paper_flops("train_flops_nonzero_50k_eb_units")),
+            "flops_paper_rel": mean_of(ticket, lambda r: r.paper_flops("train_flops")) / dense_paper,
             "flops_paper_old": old_flops(ticket) or old_flops(dense),
-            "flops_units": mean_of(ticket, lambda r: r["train_flops_50k_eb_units"]),
-            "flops_nonzero_units": mean_of(ticket, lambda r: r["train_flops_nonzero_50k_eb_units"]),
-            "flops_rel": mean_of(ticket, lambda r: r["train_flops"]) / dense_flops,
+            "flops_units": mean_of(ticket, lambda r: r.train_flops_50k_eb_units),
+            "flops_nonzero_units": mean_of(ticket, lambda r: r.train_flops_nonzero_50k_eb_units),
+            "flops_rel": mean_of(ticket, lambda r: r.train_flops) / dense_flops,
             "paper_flops_units": pref.get("flops_units", math.nan),
             "paper_flops_rel": pref.get("flops_units", math.nan) / psnip.get("flops_units", math.nan),
             "energy_measured_kj": _measured_kj(ticket),
-            "energy_modelled_kj": mean_of(ticket, lambda r: r["energy"]["modelled_j"]) / 1e3,
-            "energy_rel": mean_of(ticket, lambda r: r["energy"]["modelled_j"]) / dense_energy,
+            "energy_modelled_kj": mean_of(ticket, lambda r: r.energy["modelled_j"]) / 1e3,
+            "energy_rel": mean_of(ticket, lambda r: r.energy["modelled_j"]) / dense_energy,
             "paper_energy_kj": pref.get("energy_kj", math.nan),
             "paper_energy_rel": pref.get("energy_kj", math.nan) / psnip.get("energy_kj", math.nan),
             "param_reduction": mean_of(ticket, lambda r: _reduction(r, "param")),
             "flop_reduction": mean_of(ticket, lambda r: _reduction(r, "flop")),
-            "draw_epoch_mean": mean_of(ticket, lambda r: r["draw_epoch"]),
-            "granularity": ticket[0].result["granularity"] if ticket else "",
+            "draw_epoch_mean": mean_of(ticket, lambda r: r.draw_epoch),
+            "granularity": ticket[0].result.granularity if ticket else "",
             "low_precision": low, "acc_key": acc_key,
         })
         for spec_run, run in zip(cell.runs, runs):
-            res = run.result or {}
+            res = run.result or Result()
             runs_rows.append({"model": cell.model, "dataset": cell.dataset, "method": cell.method, "ratio": cell.ratio,
-                              "seed": spec_run.search.seed, "status": run.status if not res.get("no_ticket") else "no EB ticket",
-                              "path": run.path / "result.json", "best_acc": res.get("best_acc") or math.nan,
+                              "seed": spec_run.search.seed, "status": run.status if res.trained else "no EB ticket",
+                              "path": run.path / "result.json", "best_acc": res.get("best_acc", math.nan),
                               "draw_epoch": res.get("draw_epoch", math.nan), "prune": spec_run.prune,
                               "init": spec_run.init, "draw": spec_run.draw,
                               "precision": f"{spec_run.search.precision} / {spec_run.precision}",
-                              "energy": res.get("energy", {})})
+                              "energy": res.energy or {}})
     all_runs += list(searches.values())
     return cells, runs_rows, all_runs
 
 
 def _measured_kj(runs) -> float:
-    vals = [r.result["energy"]["measured_j"] for r in runs]
+    vals = [(r.result.energy or {}).get("measured_j") for r in runs]
     return sum(vals) / len(vals) / 1e3 if vals and None not in vals else math.nan
 
 
