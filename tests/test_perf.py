@@ -53,3 +53,28 @@ def test_tree_memory_counts_this_process():
     total, largest, pid = _tree_rss(os.getpid())
     assert total >= largest > 10 * 2**20 and pid > 0
     assert "python" in _cmdline(os.getpid()) and _cmdline(2**22 + 1) == ""  # no such pid: empty, no error
+
+
+def test_scale_models_times_each_model_with_the_scale_s_own_settings(data_root, tmp_path):
+    """benchmarks/perf/scale_models.py: one trial epoch per model at the scale's knobs, batch and images;
+    the estimate is seconds per epoch x the scale's epochs, and the scale file itself is left as it was."""
+    import json
+
+    from benchmarks.perf.scale_models import main
+    from methods.base.config import load_scale
+
+    tiny = load_scale("tiny")
+    assert main(["--scale", "tiny", "--data-root", str(data_root), "--out", str(tmp_path), "--models", "vgg16,resnet56"]) == 0
+    rows = {r["model"]: r for r in json.loads((tmp_path / "scale_models.json").read_text())["rows"]}
+    assert (rows["vgg16"]["stage"], rows["resnet56"]["stage"]) == ("search", "dense")
+    # VGG16 at width 1/16: 3x3 convs of 4, 4 | 8, 8 | 16 x 3 | 32 x 3 | 32 x 3 channels at 32..2 pixels; linear 32 -> 10
+    convs = [(32, 3, 4), (32, 4, 4), (16, 4, 8), (16, 8, 8), (8, 8, 16), (8, 16, 16), (8, 16, 16),
+             (4, 16, 32), (4, 32, 32), (4, 32, 32), (2, 32, 32), (2, 32, 32), (2, 32, 32)]
+    assert rows["vgg16"]["knobs"] == {"width": 0.0625}
+    assert rows["vgg16"]["macs"] == sum(hw * hw * ci * co * 9 for hw, ci, co in convs) + 32 * 10 == 1_327_424
+    assert rows["vgg16"]["batch"] == tiny.batch_size and rows["resnet56"]["batch"] == tiny.batch(64)
+    for r in rows.values():
+        assert r["train_images"] == tiny.train_images and r["epochs"] == tiny.epochs == load_scale("tiny").epochs
+        assert r["minutes_per_run"] == pytest.approx(r["seconds_per_epoch"] * tiny.epochs / 60)
+    with pytest.raises(SystemExit):
+        main(["--scale", "tiny", "--models", "vgg99"])

@@ -8,7 +8,8 @@ smoke width and at full width; ``throughput.py``), ``eb`` (EB detection per epoc
 epoch's training; ``eb_overhead.py``), ``dag`` (epochs and FLOPs the full-scale ``all_tables``
 schedules against every cell trained on its own; ``dag.py``), ``smoke`` (wall time and peak
 memory of the smoke-scale ``all_tables``; ``smoke.py``). Writes ``perf.json`` and ``perf.md``
-under ``--out``. The GPU epoch benchmark is ``gpu_epoch.py`` (run it where there is a GPU).
+under ``--out``. The GPU epoch benchmark is ``gpu_epoch.py`` (run it where there is a GPU); the
+minutes per run of each model of a scale, from a one-epoch trial, ``scale_models.py``.
 """
 from __future__ import annotations
 
