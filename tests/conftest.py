@@ -62,6 +62,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.fast)
+    # The readers of the shared tiny workflow tree run last: the tree builds in the background from the
+    # session's start (``_tiny_tree_build``), on the core the single-threaded tests before them leave idle.
+    items.sort(key=lambda item: "tiny_tree" in item.fixturenames)
 
 
 # ---- shared runs, built once per session; read-only: a test that changes one works on a copy ---------
@@ -129,16 +132,40 @@ class TinyTree:
         return TinyTree(dest, self.data_root)
 
 
-@pytest.fixture(scope="session")
-def tiny_tree(tmp_path_factory, data_root) -> TinyTree:
-    """The whole tiny workflow for real, once (``snakemake all_tables`` at scale tiny through
-    ``tiny_spec()``): every rule and page. Read-only: a test that changes it works on ``.copy()``."""
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_tree_build(request, tmp_path_factory, data_root):
+    """Start ``snakemake all_tables`` of the shared tiny tree (``tiny_tree``) at the session's start,
+    as a background process, when a collected test reads the tree: it takes about 5 minutes of both
+    cores, and most tests before its readers (sorted last) use one core. Output goes to files, so a
+    full pipe never stalls it; stopped at the session's end if still running."""
     import subprocess
 
     import yaml
 
+    if not any("tiny_tree" in item.fixturenames for item in request.session.items):
+        yield None
+        return
     tree = TinyTree(tmp_path_factory.mktemp("tiny_tree"), data_root)
     tree.tables.write_text(yaml.safe_dump(tiny_spec()))
-    tree.run = subprocess.run(tree.cmd("all_tables"), cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    assert tree.run.returncode == 0, tree.run.stderr[-3000:]
+    out, err = (open(tree.root.parent / f"tiny_tree.{k}", "w+") for k in ("out", "err"))
+    proc = subprocess.Popen(tree.cmd("all_tables"), cwd=ROOT, stdout=out, stderr=err, text=True)
+    yield tree, proc, out, err
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=60)
+    out.close(), err.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(_tiny_tree_build) -> TinyTree:
+    """The whole tiny workflow for real, once (``snakemake all_tables`` at scale tiny through
+    ``tiny_spec()``): every rule and page, started in the background at the session's start
+    (``_tiny_tree_build``). Read-only: a test that changes it works on ``.copy()``."""
+    import subprocess
+
+    tree, proc, out, err = _tiny_tree_build
+    rc = proc.wait(timeout=1500)
+    out.seek(0), err.seek(0)
+    tree.run = subprocess.CompletedProcess(proc.args, rc, out.read(), err.read())
+    assert rc == 0, tree.run.stderr[-3000:]
     return tree
