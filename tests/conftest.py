@@ -3,6 +3,7 @@ generated one in the same ``.npz`` layout)."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -148,12 +149,15 @@ def _tiny_tree_build(request, tmp_path_factory, data_root):
     tree = TinyTree(tmp_path_factory.mktemp("tiny_tree"), data_root)
     tree.tables.write_text(yaml.safe_dump(tiny_spec()))
     out, err = (open(tree.root.parent / f"tiny_tree.{k}", "w+") for k in ("out", "err"))
-    proc = subprocess.Popen(tree.cmd("all_tables"), cwd=ROOT, stdout=out, stderr=err, text=True)
-    yield tree, proc, out, err
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=60)
-    out.close(), err.close()
+    # its own process group: a session stopped early (-x, Ctrl-C) stops Snakemake and the jobs it started
+    proc = subprocess.Popen(tree.cmd("all_tables"), cwd=ROOT, stdout=out, stderr=err, text=True, start_new_session=True)
+    try:
+        yield tree, proc, out, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # Snakemake waits for running jobs on SIGTERM
+            proc.wait(timeout=60)
+        out.close(), err.close()
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +168,11 @@ def tiny_tree(_tiny_tree_build) -> TinyTree:
     import subprocess
 
     tree, proc, out, err = _tiny_tree_build
-    rc = proc.wait(timeout=1500)
+    try:
+        rc = proc.wait(timeout=1500)
+    except subprocess.TimeoutExpired:
+        err.seek(0)
+        pytest.fail(f"the tiny tree took over 1500 s: {err.read()[-3000:]}")
     out.seek(0), err.seek(0)
     tree.run = subprocess.CompletedProcess(proc.args, rc, out.read(), err.read())
     assert rc == 0, tree.run.stderr[-3000:]

@@ -45,3 +45,13 @@ def test_a_result_of_the_wrong_shape_reads_as_corrupt_not_as_a_number(tmp_path, 
     run = load_run(bad, tiny)
     assert (run.status, run.result) == ("corrupt", None)
     assert "eb_epochs.0.5: Input should be a valid dictionary" in capsys.readouterr().err
+
+
+def test_a_draw_given_as_a_number_is_the_folder_name_s_string(tmp_path):
+    """``draw=10`` from a Python caller is draw "10" (the run-folder name part, and what the config digest
+    hashes), written, not refused after the run trained; a draw of another type is refused."""
+    from methods.runs.results import Result
+
+    assert Result(draw=10).draw == "10" and Result(draw="final").draw == "final"
+    with pytest.raises(ValueError, match="draw"):
+        write_result(tmp_path / "result.json", _search(draw=[10]))

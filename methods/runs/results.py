@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from methods.base.config import Scale
 from methods.runs.digest import path_stale_reason
@@ -109,6 +109,13 @@ class Result(BaseModel):
     dense_best_acc: float | None = None
     conv_weights: int | None = None
     conv_nonzero: int | None = None
+
+    @field_validator("draw", "target", mode="before")
+    @classmethod
+    def _name_part(cls, v):
+        # a draw ("10", "final", "eb") and an RT target ("a", "0.8") are parts of run-folder names; a caller
+        # passing draw=10 means "10" (methods.runs.digest hashes str(draw)), not a result to refuse after training
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _trained(self):
