@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import warnings
 from pathlib import Path
-
-import yaml
 
 from methods.base.inputs import OneLineParser, one_line_errors
 
@@ -44,7 +41,7 @@ def main(argv=None) -> int:
     if args.epochs < 1:
         ap.error("--epochs must be at least 1")
 
-    from methods.base.config import SCALES_ENV, load_scale
+    from methods.base.config import load_scale
     from methods.models import MODELS, build_model, knobs_at
     from methods.metrics.flops import complexity
     from methods.runs.cells import DenseRun, SearchRun
@@ -55,36 +52,25 @@ def main(argv=None) -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         ap.error(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
+    short = scale.model_copy(update={"epochs": args.epochs})  # every per-epoch cost stays the scale's own
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        # the same scale file with only the epochs shortened: every per-epoch cost is the scale's own
-        trial = yaml.safe_load(Path(scale_file(args.scale)).read_text())
-        trial["epochs"] = args.epochs
-        (Path(tmp) / f"{args.scale}.yaml").write_text(yaml.safe_dump(trial))
-        old, os.environ[SCALES_ENV] = os.environ.get(SCALES_ENV), tmp
-        try:
-            short = load_scale(args.scale)
-            for m in models:
-                run = (SearchRun(m, args.dataset, "80-120", 0.1, 1) if m in EB_MODELS
-                       else DenseRun(m, args.dataset, "80-120", 0.1, 1))
-                res = train(run, short, f"{tmp}/results", args.data_root)
-                secs = [e["seconds"] for e in res.log]
-                knobs = knobs_at(m, scale) or {}
-                cx = complexity(build_model(m, 10 if args.dataset == "cifar10" else 100, **knobs))
-                row = {"model": m, "stage": "search" if m in EB_MODELS else "dense", "knobs": knobs,
-                       "params": cx["params"], "macs": cx["macs"], "train_images": res.train_images,
-                       "batch": (res.config or {}).get("batch_size"), "seconds_per_epoch": sum(secs) / len(secs),
-                       "epochs": scale.epochs, "minutes_per_run": sum(secs) / len(secs) * scale.epochs / 60,
-                       "trial_test_acc": res.final_acc}
-                rows.append(row)
-                print(f"{m:13s} {json.dumps(knobs):32s} {row['params'] / 1e6:6.2f} M params {row['macs'] / 1e6:7.1f} M MACs "
-                      f"{row['train_images']} images batch {row['batch']}: {row['seconds_per_epoch']:6.1f} s/epoch, "
-                      f"about {row['minutes_per_run']:.0f} min per {scale.epochs}-epoch run", flush=True)
-        finally:
-            if old is None:
-                os.environ.pop(SCALES_ENV, None)
-            else:
-                os.environ[SCALES_ENV] = old
+        for m in models:
+            run = (SearchRun(m, args.dataset, "80-120", 0.1, 1) if m in EB_MODELS
+                   else DenseRun(m, args.dataset, "80-120", 0.1, 1))
+            res = train(run, short, tmp, args.data_root)
+            secs = [e["seconds"] for e in res.log]
+            knobs = knobs_at(m, scale) or {}
+            cx = complexity(build_model(m, 10 if args.dataset == "cifar10" else 100, **knobs))
+            row = {"model": m, "stage": "search" if m in EB_MODELS else "dense", "knobs": knobs,
+                   "params": cx["params"], "macs": cx["macs"], "train_images": res.train_images,
+                   "batch": (res.config or {}).get("batch_size"), "seconds_per_epoch": sum(secs) / len(secs),
+                   "epochs": scale.epochs, "minutes_per_run": sum(secs) / len(secs) * scale.epochs / 60,
+                   "trial_test_acc": res.final_acc}
+            rows.append(row)
+            print(f"{m:13s} {json.dumps(knobs):32s} {row['params'] / 1e6:6.2f} M params {row['macs'] / 1e6:7.1f} M MACs "
+                  f"{row['train_images']} images batch {row['batch']}: {row['seconds_per_epoch']:6.1f} s/epoch, "
+                  f"about {row['minutes_per_run']:.0f} min per {scale.epochs}-epoch run", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from methods.base.io import write_json
@@ -92,13 +78,6 @@ def main(argv=None) -> int:
     write_json(out / "scale_models.json", {"scale": args.scale, "dataset": args.dataset, "trial_epochs": args.epochs,
                                            "rows": rows})
     return 0
-
-
-def scale_file(name: str) -> Path:
-    """The scale's yaml as ``load_scale`` finds it."""
-    from methods.base.config import SCALES_DIR, SCALES_ENV
-
-    return Path(os.environ.get(SCALES_ENV) or SCALES_DIR) / f"{name}.yaml"
 
 
 if __name__ == "__main__":
