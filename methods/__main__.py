@@ -73,7 +73,8 @@ def _common(p: argparse.ArgumentParser, schedule: bool = True, eb: bool = True) 
         p.add_argument("--lr", type=float, default=0.1, help="initial LR; later LRs are x0.1 per milestone")
     if eb:
         p.add_argument("--lrs", type=_lrs, default=None, help="explicit LRs, one more than milestones, e.g. 0.5,0.01,0.001")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None, help="default 1; a retraining or lottery arm trains with its "
+                   "upstream run's seed, which this may only repeat")
     if eb:
         p.add_argument("--precision", default="fp32",
                        help="training number format of this run, a name in benchmarks/precisions.yaml (fp32, bfp8)")
@@ -202,36 +203,8 @@ def _main(args) -> int:
                               "unit": "macs = conv+linear multiply-adds per 3x32x32 image; flops = 2 x macs; "
                                       "flops_paper = official counter (EB compute_flops.py): conv+linear+bias+BN+ReLU+pool, "
                                       "1 MAC = 2 FLOPs"}))
-        elif args.cmd == "search":
-            from methods.stages.eb import run_search
-
-            snaps = [e for e in args.snapshot_epochs.split(",") if e and e != "none"]
-            res = run_search(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed,
-                             args.data_root, args.download, snaps, args.lrs, args.precision)
-            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "eb_epochs": res["eb_epochs"]["0.5"]}))
-        elif args.cmd == "dense":
-            from methods.stages.lottery import run_dense
-
-            res = run_dense(args.out, scale, args.model, args.dataset, args.schedule, args.lr, args.seed, args.data_root,
-                            args.download)
-            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"]}))
-        elif args.cmd == "lottery":
-            from methods.stages.lottery import run_lottery
-
-            _check_upstream(args.dense, args.prune)
-            res = run_lottery(args.out, scale, args.dense, args.prune, args.target, args.arm, args.seed, args.data_root,
-                              args.download, refuse_disconnected=args.refuse_disconnected)
-            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
-                              "weight_density": res["weight_density"]}))
         else:
-            from methods.stages.eb import run_retrain
-
-            _check_upstream(args.search, args.prune)
-            res = run_retrain(args.out, scale, args.search, args.ratio, args.draw, args.init, args.schedule,
-                              args.lr, args.seed, args.data_root, args.download, args.lrs, args.prune, args.precision,
-                              refuse_disconnected=args.refuse_disconnected)
-            print(json.dumps({"out": args.out, "best_acc": res["best_acc"], "final_acc": res["final_acc"],
-                              **({"no_ticket": res["no_ticket"]} if "no_ticket" in res else {})}))
+            _stage(args, scale)
     except (ConfigError, DatasetError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -240,6 +213,61 @@ def _main(args) -> int:
         requeue_after_warning(e.signum)  # a SLURM warning: back in the queue under the same job id
         return e.exit_code
     return 0
+
+
+def _stage(args, scale) -> None:
+    """Build the run dataclass the arguments name (``methods.runs.cells``), train it with its stage
+    into ``--out`` and print its summary as one JSON line. A retraining's or lottery arm's
+    upstream run is read from its folder (``methods.runs.recorded``).
+
+    Raises:
+        ConfigError: ``--seed`` other than the upstream run's; what the stage raises.
+    """
+    from methods.runs.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
+    from methods.stages.common import StageContext
+
+    ctx = StageContext(scale, args.data_root, download=args.download)
+    seed = 1 if args.seed is None else args.seed
+    if args.cmd == "search":
+        from methods.stages.eb import run_search
+
+        snaps = [e for e in args.snapshot_epochs.split(",") if e and e != "none"]
+        run = SearchRun(args.model, args.dataset, args.schedule, args.lr, seed, args.precision,
+                        tuple(args.lrs) if args.lrs else None)
+        res = run_search(run, ctx, args.out, snaps)
+        print(json.dumps({"out": args.out, "best_acc": res.best_acc, "eb_epochs": res.eb_epochs["0.5"]}))
+    elif args.cmd == "dense":
+        from methods.stages.lottery import run_dense
+
+        res = run_dense(DenseRun(args.model, args.dataset, args.schedule, args.lr, seed), ctx, args.out)
+        print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc}))
+    elif args.cmd == "lottery":
+        from methods.runs.recorded import dense_run_of
+        from methods.stages.lottery import run_lottery
+
+        _check_upstream(args.dense, args.prune)
+        run = LotteryRun(_seeded(dense_run_of(args.dense, scale), args.seed), args.prune, args.target, args.arm)
+        res = run_lottery(run, ctx, args.out, args.dense, refuse_disconnected=args.refuse_disconnected)
+        print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
+                          "weight_density": res.weight_density}))
+    else:
+        from methods.runs.recorded import search_run_of
+        from methods.stages.eb import run_retrain
+
+        _check_upstream(args.search, args.prune)
+        run = RetrainRun(_seeded(search_run_of(args.search, scale), args.seed), args.ratio, args.draw, args.init,
+                         args.schedule, args.lr, args.prune, args.precision, tuple(args.lrs) if args.lrs else None)
+        res = run_retrain(run, ctx, args.out, args.search, refuse_disconnected=args.refuse_disconnected)
+        print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
+                          **({"no_ticket": res.no_ticket} if res.no_ticket is not None else {})}))
+
+
+def _seeded(upstream, seed: int | None):
+    """``upstream``, checked against ``--seed``: a retraining or arm trains with its upstream's seed."""
+    if seed not in (None, upstream.seed):
+        raise ConfigError(f"--seed {seed}: this upstream run trained seed {upstream.seed}, and its retrainings use it; "
+                          f"drop --seed or pick the upstream run of seed {seed}")
+    return upstream
 
 
 def _check_upstream(folder: str, prune: str) -> None:

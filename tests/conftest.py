@@ -73,10 +73,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def _tiny_search(tmp_path_factory, data_root):
     from methods.base.config import load_scale
+    from methods.runs.cells import SearchRun
+    from methods.stages.common import StageContext
     from methods.stages.eb import run_search
 
     out = tmp_path_factory.mktemp("tiny_search") / "s"
-    res = run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root),
+    res = run_search(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1), StageContext(load_scale("tiny"), str(data_root)), out,
                      snapshot_epochs=["10", "20", "40", "final"])
     return out, res
 
@@ -84,11 +86,9 @@ def _tiny_search(tmp_path_factory, data_root):
 @pytest.fixture
 def tiny_search(_tiny_search):
     """One tiny VGG16 CIFAR-10 search (seed 1, [80,120], LR 0.1), snapshots at draws 10, 20, 40 and
-    final (and the EB epochs): (its folder, its result). Read-only; copy it to change it."""
-    import copy
-
+    final (and the EB epochs): (its folder, its typed result). Read-only; copy the folder to change it."""
     out, res = _tiny_search
-    return out, copy.deepcopy(res)
+    return out, res.model_copy(deep=True)
 
 
 def tiny_spec() -> dict:

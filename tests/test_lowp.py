@@ -194,53 +194,59 @@ def test_a_misspelt_precision_key_is_named(tmp_path, monkeypatch):
 def test_8bit_search_then_lf_and_ll_retraining(tmp_path, data_root, monkeypatch):
     """An 8-bit search feeds EB Train in FP32 (LF) and in 8 bits (LL): same ticket, same FLOPs,
     energy modelled per stage at its width, SWA from epoch 14 of 16, and an exact resume."""
+    from methods.runs.cells import RetrainRun, SearchRun
+    from methods.stages.common import StageContext
     from methods.stages.eb import run_retrain, run_search
     from tests.test_train import _comparable, killed_at_checkpoint
 
     tiny = load_scale("tiny")
-    s = run_search(tmp_path / "s8", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root), precision="bfp8")
-    assert s["config"]["precision"]["swa_start"] == 14 and s["energy"]["bits"] == 8
-    assert [r.get("swa_test_acc") is not None for r in s["log"]] == [False] * 14 + [True] * 2
-    assert s["swa_acc"] == s["log"][-1]["swa_test_acc"]
-    ratio = next(float(p) for p, r in s["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 1)
-    args = (tiny, tmp_path / "s8", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    lf = run_retrain(tmp_path / "lf", *args)
-    ll = run_retrain(tmp_path / "ll", *args, precision="bfp8")
-    assert lf["draw_epoch"] == ll["draw_epoch"] == s["eb_epochs"][str(ratio)]["paper"]
-    assert lf["config"]["precision"] is None and ll["config"]["precision"]["weight"] == 8
-    assert lf["train_flops"] == ll["train_flops"]
-    assert all(lf["complexity"][k] == ll["complexity"][k] for k in ("macs", "flops", "params"))  # one architecture
-    e_lf, e_ll = lf["energy"], ll["energy"]
+    ctx, search = StageContext(tiny, str(data_root)), SearchRun("vgg16", "cifar10", "80-120", 0.1, 1, precision="bfp8")
+    s = run_search(search, ctx, tmp_path / "s8")
+    assert s.config["precision"]["swa_start"] == 14 and s.energy["bits"] == 8
+    assert [r.get("swa_test_acc") is not None for r in s.log] == [False] * 14 + [True] * 2
+    assert s.swa_acc == s.log[-1]["swa_test_acc"]
+    ratio = next(float(p) for p, r in s.eb_epochs.items() if r["paper"] is not None and r["paper"] < tiny.epochs - 1)
+    lf_run = RetrainRun(search, ratio, "eb", "continue", "80-120", 0.1)
+    ll_run = RetrainRun(search, ratio, "eb", "continue", "80-120", 0.1, precision="bfp8")
+    lf = run_retrain(lf_run, ctx, tmp_path / "lf", tmp_path / "s8")
+    ll = run_retrain(ll_run, ctx, tmp_path / "ll", tmp_path / "s8")
+    assert lf.draw_epoch == ll.draw_epoch == s.eb_epochs[str(ratio)]["paper"]
+    assert lf.config["precision"] is None and ll.config["precision"]["weight"] == 8
+    assert lf.train_flops == ll.train_flops
+    assert all(lf.complexity[k] == ll.complexity[k] for k in ("macs", "flops", "params"))  # one architecture
+    e_lf, e_ll = lf.energy, ll.energy
     assert (e_lf["bits_search"], e_lf["bits_retrain"], e_ll["bits_retrain"]) == (8, 32, 8)
     assert e_lf["modelled_search_j"] == e_ll["modelled_search_j"]
     assert e_lf["modelled_retrain_j"] == pytest.approx(20 * e_ll["modelled_retrain_j"])  # 4.6 / 0.23 pJ per MAC
-    assert ll["swa_acc"] is not None and lf["swa_acc"] is None
+    assert ll.swa_acc is not None and lf.swa_acc is None
     for e in (e_lf, e_ll):
         assert e["modelled_j"] == pytest.approx(e["modelled_search_j"] + e["modelled_prune_j"] + e["modelled_retrain_j"])
     # killed while writing the last checkpoint: resumes at epoch 15 with one SWA average already made
-    with killed_at_checkpoint(tiny.epochs - ll["draw_epoch"], monkeypatch):
-        run_retrain(tmp_path / "ll2", *args, precision="bfp8")
+    with killed_at_checkpoint(tiny.epochs - ll.draw_epoch, monkeypatch):
+        run_retrain(ll_run, ctx, tmp_path / "ll2", tmp_path / "s8")
     ck = torch.load(tmp_path / "ll2" / "ckpt.pt", weights_only=True)
     assert ck["epoch"] == 15 and int(ck["swa"]["n_averaged"]) == 1
-    resumed = run_retrain(tmp_path / "ll2", *args, precision="bfp8")
-    assert _comparable(resumed) == _comparable(ll) and resumed["swa_acc"] == ll["swa_acc"]
+    resumed = run_retrain(ll_run, ctx, tmp_path / "ll2", tmp_path / "s8")
+    assert _comparable(resumed) == _comparable(ll) and resumed.swa_acc == ll.swa_acc
 
 
 @pytest.mark.slow
 def test_8bit_search_resumes_exactly_after_swa_started(tmp_path, data_root, monkeypatch):
     import numpy as np
 
+    from methods.runs.cells import SearchRun
+    from methods.stages.common import StageContext
     from methods.stages.eb import run_search
     from tests.test_train import _comparable, killed_at_checkpoint
 
     tiny = load_scale("tiny")
-    args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 2, str(data_root))
-    full = run_search(tmp_path / "a", *args, precision="bfp8")
+    args = (SearchRun("preresnet101", "cifar10", "80-120", 0.1, 2, precision="bfp8"), StageContext(tiny, str(data_root)))
+    full = run_search(*args, tmp_path / "a")
     with killed_at_checkpoint(tiny.epochs, monkeypatch):
-        run_search(tmp_path / "b", *args, precision="bfp8")
+        run_search(*args, tmp_path / "b")
     assert int(torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["swa"]["n_averaged"]) == 1
-    resumed = run_search(tmp_path / "b", *args, precision="bfp8")
-    assert _comparable(resumed) == _comparable(full) and resumed["swa_acc"] == full["swa_acc"]
+    resumed = run_search(*args, tmp_path / "b")
+    assert _comparable(resumed) == _comparable(full) and resumed.swa_acc == full.swa_acc
     assert np.array_equal(np.load(tmp_path / "a" / "history.npz")["gammas"], np.load(tmp_path / "b" / "history.npz")["gammas"])
 
 

@@ -82,13 +82,12 @@ def tree(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("rep") / "results" / "tiny"
     scale = load_scale("tiny").model_copy(update={"seeds": [1, 2]})
     if REAL:
-        from methods.stages.eb import run_retrain, run_search
+        from methods.stages.common import StageContext
+        from methods.workflow.jobs import train
 
-        for sr in (VGG1, VGG2, PRN1):
-            run_search(sr.path(str(results)), scale, sr.model, sr.dataset, sr.schedule, sr.lr, sr.seed, str(DATA))
-        for r in RETRAINS:
-            run_retrain(r.path(str(results)), scale, r.search.path(str(results)), r.ratio, r.draw, r.init, r.schedule,
-                        r.lr, r.search.seed, str(DATA))
+        ctx = StageContext(scale, str(DATA), str(results))
+        for run in (VGG1, VGG2, PRN1, *RETRAINS):
+            train(run, ctx)
     else:
         rng = np.random.default_rng(0)
         for sr in (VGG1, VGG2, PRN1):

@@ -8,6 +8,8 @@ from torch import nn
 
 from methods.base.config import load_scale
 from methods.metrics.flops import complexity
+from methods.runs.cells import DenseRun, LotteryRun
+from methods.stages.common import StageContext
 from methods.pruning.l1 import VARIANTS, filter_l1, kept_counts, l1_masks, prune_filters, variant_rule, zero_filters
 from methods.stages.lottery import RANDOM_SEED_OFFSET, run_dense, run_lottery, start_network
 from methods.models import build_model, model_name
@@ -184,30 +186,37 @@ def test_l1_random_arm_keeps_the_dense_scale():
 @pytest.mark.slow
 def test_masked_weights_stay_exactly_zero_through_training_and_resume(tmp_path, data_root):
     scale = load_scale("tiny").model_copy(update={"epochs": 3})
-    dense = run_dense(tmp_path / "dense", scale, "vgg16bn", "cifar10", "80-120", 0.1, 1, str(data_root))
-    assert dense["config"]["batch_size"] == 32 and dense["config"]["sparsity"] == 0.0  # min(64, tiny's 32), no BN L1
+    ctx = StageContext(scale, str(data_root))
+    d = DenseRun("vgg16bn", "cifar10", "80-120", 0.1, 1)
+    dense = run_dense(d, ctx, tmp_path / "dense")
+    assert dense.config["batch_size"] == 32 and dense.config["sparsity"] == 0.0  # min(64, tiny's 32), no BN L1
     assert ((tmp_path / "dense" / "snapshots" / "epoch0.pt").is_file()
             and (tmp_path / "dense" / "snapshots" / "final.pt").is_file())
-    res = run_lottery(tmp_path / "w", scale, tmp_path / "dense", "convmagnitude", "0.8", "winning", 1, str(data_root))
-    n = res["conv_weights"]
-    assert n - res["conv_nonzero"] == math.floor(0.8 * n)  # after 3 epochs of SGD with momentum and weight decay
-    assert res["config"]["lrs"] == dense["config"]["lrs"] and res["dense_best_acc"] == dense["best_acc"]
-    again = run_lottery(tmp_path / "w", scale, tmp_path / "dense", "convmagnitude", "0.8", "winning", 1, str(data_root))
+    res = run_lottery(LotteryRun(d, "convmagnitude", "0.8", "winning"), ctx, tmp_path / "w", tmp_path / "dense")
+    n = res.conv_weights
+    assert n - res.conv_nonzero == math.floor(0.8 * n)  # after 3 epochs of SGD with momentum and weight decay
+    assert res.config["lrs"] == dense.config["lrs"] and res.dense_best_acc == dense.best_acc
+    again = run_lottery(LotteryRun(d, "convmagnitude", "0.8", "winning"), ctx, tmp_path / "w", tmp_path / "dense")
     assert again == res  # a finished run is read back, not retrained
-    rnd = run_lottery(tmp_path / "r", scale, tmp_path / "dense", "convmagnitude", "0.2", "random", 1, str(data_root))
-    assert rnd["arm"] == "random" and 0 <= rnd["best_acc"] <= 100
+    rnd = run_lottery(LotteryRun(d, "convmagnitude", "0.2", "random"), ctx, tmp_path / "r", tmp_path / "dense")
+    assert rnd.arm == "random" and 0 <= rnd.best_acc <= 100
 
 
 def test_lottery_bad_input_is_one_clear_error(tmp_path, data_root):
     from methods.base.config import ConfigError
 
-    scale = load_scale("tiny").model_copy(update={"epochs": 1})
-    run_dense(tmp_path / "d", scale, "resnet56", "cifar10", "80-120", 0.1, 1, str(data_root))
+    ctx = StageContext(load_scale("tiny").model_copy(update={"epochs": 1}), str(data_root))
+    d = DenseRun("resnet56", "cifar10", "80-120", 0.1, 1)
+    run_dense(d, ctx, tmp_path / "d")
+
+    def lottery(prune, target, arm):
+        return run_lottery(LotteryRun(d, prune, target, arm), ctx, tmp_path / "x", tmp_path / "d")
+
     with pytest.raises(ConfigError, match="pruning ratio must lie in \\(0, 1\\)"):
-        run_lottery(tmp_path / "x", scale, tmp_path / "d", "convmagnitude", "1.2", "winning", 1, str(data_root))
+        lottery("convmagnitude", "1.2", "winning")
     with pytest.raises(ConfigError, match="no L1-pruned variant resnet56-c"):
-        run_lottery(tmp_path / "x", scale, tmp_path / "d", "l1", "c", "winning", 1, str(data_root))
+        lottery("l1", "c", "winning")
     with pytest.raises(ConfigError, match="EB Table 2 method"):
-        run_lottery(tmp_path / "x", scale, tmp_path / "d", "bn", "0.5", "winning", 1, str(data_root))
+        lottery("bn", "0.5", "winning")
     with pytest.raises(ConfigError, match="arm='best'"):
-        run_lottery(tmp_path / "x", scale, tmp_path / "d", "l1", "a", "best", 1, str(data_root))
+        lottery("l1", "a", "best")

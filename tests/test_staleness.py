@@ -54,17 +54,19 @@ def test_a_result_made_before_digests_is_judged_by_its_recorded_config():
 @pytest.mark.slow
 def test_a_stage_retrains_a_stale_result_without_its_old_checkpoint_or_snapshots(tmp_path, data_root):
     from methods.base.io import load_torch, save_torch
+    from methods.stages.common import StageContext
     from methods.stages.eb import run_search
 
     tiny = load_scale("tiny").model_copy(update={"epochs": 2})
     out = tmp_path / "s"
-    args = ("vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
-    first = run_search(out, tiny, *args)
-    assert first["config_digest"] == expected(VGG, tiny) and run_search(out, tiny, *args)["log"] == first["log"]  # current: kept
+    run = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
+    first = run_search(run, StageContext(tiny, str(data_root)), out)
+    assert first.config_digest == expected(VGG, tiny)
+    assert run_search(run, StageContext(tiny, str(data_root)), out).log == first.log  # current: kept
     save_torch(out / "ckpt.pt", {"digest": "the old configuration's"})  # as a killed run of the old width leaves it
     wide = _wider(tiny, "vgg16", 0.125)
-    again = run_search(out, wide, *args)  # train.py would refuse that checkpoint: the stage drops it
-    assert again["config_digest"] == expected(VGG, wide) and again["config"]["knobs"]["width"] == 0.125
+    again = run_search(run, StageContext(wide, str(data_root)), out)  # train.py would refuse that checkpoint: the stage drops it
+    assert again.config_digest == expected(VGG, wide) and again.config["knobs"]["width"] == 0.125
     stem = load_torch(out / "snapshots" / "epoch0.pt", "snapshot")["features.0.weight"]
     assert stem.shape[0] == 8  # theta_0 saved again at the new width (64 x 0.125), not the old one's 4
     assert not (out / "ckpt.pt").exists()

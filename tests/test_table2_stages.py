@@ -14,22 +14,31 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from methods.stages import eb as stages
 from methods.base.config import load_scale
 from methods.pruning.registry import get_pruning
-from methods.stages.common import run_config, prepare
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.stages.common import StageContext, run_config, prepare
 from methods.stages.eb import _start_weights, draw_ticket, run_retrain, run_search
 from methods.train.loop import fit
 from methods.pruning.unstructured import prunable
 
 
+#: The search of the ``search`` fixture (and of test_measured_energy_sums_the_epochs_a_cell_uses): seed 1.
+SEARCH = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
+
+
 @pytest.fixture
 def search(tiny_search):
-    """run_search(out, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, data_root) with a snapshot at
-    the final epoch (among others): tests/conftest.py's shared search, read-only."""
+    """run_search(SEARCH, StageContext(load_scale("tiny"), data_root), out) with a snapshot at the final
+    epoch (among others): tests/conftest.py's shared search folder, read-only."""
     return tiny_search[0]
 
 
+def _ctx(data_root, scale=None) -> StageContext:
+    return StageContext(scale or load_scale("tiny"), str(data_root))
+
+
 def _retrain(tmp_path, search, data_root, prune, draw, init, ratio=0.5):
-    return run_retrain(tmp_path / f"{prune}-{draw}-{init}", load_scale("tiny"), search, ratio, draw, init, "80-120",
-                       0.1, 1, str(data_root), prune=prune)
+    return run_retrain(RetrainRun(SEARCH, ratio, draw, init, "80-120", 0.1, prune), _ctx(data_root),
+                       tmp_path / f"{prune}-{draw}-{init}", search)
 
 
 @pytest.mark.slow
@@ -69,22 +78,22 @@ def test_table2_rows_charge_their_stages(tmp_path, search, data_root):
     snip = _retrain(tmp_path, search, data_root, "snip", "0", "drawn")
     ns = _retrain(tmp_path, search, data_root, "bn", "final", "drawn")
     thinet = _retrain(tmp_path, search, data_root, "thinet", "final", "drawn")
-    assert lt["granularity"] == snip["granularity"] == "weight" and ns["granularity"] == thinet["granularity"] == "channel"
-    assert lt["train_flops"] == pytest.approx(2 * dense_run)  # dense training + dense-charged retraining
-    assert lt["train_flops_nonzero"] < lt["train_flops"] and lt["weight_density"] == pytest.approx(0.5, abs=0.01)
-    assert lt["flop_reduction"] == 0 and 0 < lt["flop_reduction_nonzero"] < 1
-    assert snip["draw_epoch"] == 0 and snip["flops_search"] == 0
-    assert snip["train_flops"] == pytest.approx(dense_run + snip["flops_prune"]) and snip["flops_prune"] > 0
-    assert ns["train_flops"] == pytest.approx(dense_run + ns["flops_retrain"]) and ns["flops_retrain"] < dense_run
-    assert thinet["flops_prune"] > 0 and 0 < thinet["param_reduction"] < 1
+    assert lt.granularity == snip.granularity == "weight" and ns.granularity == thinet.granularity == "channel"
+    assert lt.train_flops == pytest.approx(2 * dense_run)  # dense training + dense-charged retraining
+    assert lt.train_flops_nonzero < lt.train_flops and lt.weight_density == pytest.approx(0.5, abs=0.01)
+    assert lt.flop_reduction == 0 and 0 < lt.flop_reduction_nonzero < 1
+    assert snip.draw_epoch == 0 and snip.flops_search == 0
+    assert snip.train_flops == pytest.approx(dense_run + snip.flops_prune) and snip.flops_prune > 0
+    assert ns.train_flops == pytest.approx(dense_run + ns.flops_retrain) and ns.flops_retrain < dense_run
+    assert thinet.flops_prune > 0 and 0 < thinet.param_reduction < 1
     for r in (lt, snip, ns, thinet):
-        assert r["train_flops"] == pytest.approx(r["flops_search"] + r["flops_prune"] + r["flops_retrain"])
+        assert r.train_flops == pytest.approx(r.flops_search + r.flops_prune + r.flops_retrain)
         # at 50,000 images the training epochs scale, the mask selection's fixed sample does not
-        scaled = (r["flops_search"] + r["flops_retrain"]) * 50_000 / r["train_images"] + r["flops_prune"]
-        assert r["train_flops_50k_eb_units"] == pytest.approx(scaled / 5e13)
+        scaled = (r.flops_search + r.flops_retrain) * 50_000 / r.train_images + r.flops_prune
+        assert r.train_flops_50k_eb_units == pytest.approx(scaled / 5e13)
     for r in (lt, snip, ns, thinet):
-        assert r["energy"]["modelled_j"] == pytest.approx(r["train_flops"] / 2 * 4.6e-12)
-        assert r["train_flops_eb_units"] == pytest.approx(r["train_flops"] / 5e13)
+        assert r.energy["modelled_j"] == pytest.approx(r.train_flops / 2 * 4.6e-12)
+        assert r.train_flops_eb_units == pytest.approx(r.train_flops / 5e13)
 
 
 @pytest.mark.slow
@@ -104,14 +113,15 @@ def test_measured_energy_sums_the_epochs_a_cell_uses(tmp_path, data_root, monkey
 
     monkeypatch.setattr(stages, "EnergyMeter", OneJoulePerWindow)
     tiny = load_scale("tiny")
-    s = run_search(tmp_path / "s", tiny, "vgg16", "cifar10", "80-120", 0.1, 1, str(data_root))
-    assert s["energy"]["measured_j"] == tiny.epochs
-    ratio = next(float(p) for p, r in s["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs)
-    t = s["eb_epochs"][str(ratio)]["paper"]
-    eb = run_retrain(tmp_path / "eb", tiny, tmp_path / "s", ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
+    s = run_search(SEARCH, _ctx(data_root, tiny), tmp_path / "s")
+    assert s.energy["measured_j"] == tiny.epochs
+    ratio = next(float(p) for p, r in s.eb_epochs.items() if r["paper"] is not None and r["paper"] < tiny.epochs)
+    t = s.eb_epochs[str(ratio)]["paper"]
+    eb = run_retrain(RetrainRun(SEARCH, ratio, "eb", "continue", "80-120", 0.1), _ctx(data_root, tiny), tmp_path / "eb",
+                     tmp_path / "s")
     # t search epochs + the mask selection + (E - t) retraining epochs
-    assert (eb["energy"]["search_j"], eb["energy"]["prune_j"], eb["energy"]["retrain_j"]) == (t, 1.0, tiny.epochs - t)
-    assert eb["energy"]["measured_j"] == tiny.epochs + 1
+    assert (eb.energy["search_j"], eb.energy["prune_j"], eb.energy["retrain_j"]) == (t, 1.0, tiny.epochs - t)
+    assert eb.energy["measured_j"] == tiny.epochs + 1
 
 
 @pytest.mark.slow
@@ -123,14 +133,15 @@ def test_no_eb_ticket_is_recorded_not_crashed(tmp_path, search, data_root):
     res = read_json(s / "result.json")
     res["eb_epochs"]["0.5"]["paper"] = None
     write_json(s / "result.json", res)  # rewritten with its new checksum
-    out = run_retrain(tmp_path / "r", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    assert out["best_acc"] is None and "no EB ticket emerged at p=0.5" in out["no_ticket"]
-    assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out["no_ticket"]
+    eb_train = RetrainRun(SEARCH, 0.5, "eb", "continue", "80-120", 0.1)
+    out = run_retrain(eb_train, _ctx(data_root), tmp_path / "r", s)
+    assert out.best_acc is None and "no EB ticket emerged at p=0.5" in out.no_ticket
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["no_ticket"] == out.no_ticket
     # a ticket at the very last epoch leaves EB Train nothing to train: recorded the same way
     res["eb_epochs"]["0.5"]["paper"] = load_scale("tiny").epochs
     write_json(s / "result.json", res)
-    last = run_retrain(tmp_path / "r2", load_scale("tiny"), s, 0.5, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    assert last["best_acc"] is None and "only at the last epoch (16)" in last["no_ticket"]
+    last = run_retrain(eb_train, _ctx(data_root), tmp_path / "r2", s)
+    assert last.best_acc is None and "only at the last epoch (16)" in last.no_ticket
 
 
 @pytest.mark.slow
@@ -140,15 +151,14 @@ def test_killed_retraining_of_a_ticket_resumes_exactly(tmp_path, search, data_ro
     continues from its checkpoint: the log equals an uninterrupted run's."""
     from test_train import _comparable, killed_at_checkpoint
 
-    tiny = load_scale("tiny")
-    args = (tiny, search, 0.5, draw, init, "80-120", 0.1, 1, str(data_root))
-    full = run_retrain(tmp_path / "a", *args, prune=prune)
+    run, ctx = RetrainRun(SEARCH, 0.5, draw, init, "80-120", 0.1, prune), _ctx(data_root)
+    full = run_retrain(run, ctx, tmp_path / "a", search)
     with killed_at_checkpoint(5, monkeypatch):
-        run_retrain(tmp_path / "b", *args, prune=prune)
+        run_retrain(run, ctx, tmp_path / "b", search)
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 4
-    resumed = run_retrain(tmp_path / "b", *args, prune=prune)
+    resumed = run_retrain(run, ctx, tmp_path / "b", search)
     assert _comparable(resumed) == _comparable(full)
-    assert resumed["complexity"] == full["complexity"] and resumed["weight_density"] == full["weight_density"]
+    assert resumed.complexity == full.complexity and resumed.weight_density == full.weight_density
 
 
 @pytest.mark.slow
@@ -167,11 +177,13 @@ def test_continuefresh_is_the_official_head_main_c(tmp_path, search, data_root):
     b = _start_weights(fresh_ticket, "fresh", search, fresh_dense, classes, seed=1)
     conv = next(k for k in trained if k.endswith("weight") and trained[k].dim() == 4)
     assert torch.equal(a.state_dict()[conv], b.state_dict()[conv]) and not torch.equal(a.state_dict()[conv], trained[conv])
-    out = run_retrain(tmp_path / "r", tiny, search, 0.5, "80", "continuefresh", "80-120", 0.1, 1, str(data_root))
-    assert [r["epoch"] for r in out["log"]] == list(range(9, tiny.epochs + 1))  # paper epoch 80 = epoch 8 of 16: epochs 9..16
-    assert out["config"]["start_epoch"] == 8
+    out = run_retrain(RetrainRun(SEARCH, 0.5, "80", "continuefresh", "80-120", 0.1), _ctx(data_root, tiny), tmp_path / "r",
+                      search)
+    assert [r["epoch"] for r in out.log] == list(range(9, tiny.epochs + 1))  # paper epoch 80 = epoch 8 of 16: epochs 9..16
+    assert out.config["start_epoch"] == 8
     with pytest.raises(ConfigError, match="continuefresh re-initialises a pruned architecture"):
-        run_retrain(tmp_path / "w", tiny, search, 0.5, "8", "continuefresh", "80-120", 0.1, 1, str(data_root), prune="magnitude")
+        run_retrain(RetrainRun(SEARCH, 0.5, "8", "continuefresh", "80-120", 0.1, "magnitude"), _ctx(data_root, tiny),
+                    tmp_path / "w", search)
 
 
 @pytest.mark.slow
@@ -179,15 +191,15 @@ def test_a_disconnected_ticket_is_flagged_trained_and_refused_on_request(tmp_pat
     """SNIP at 99.9 % of a width-1/16 VGG16's weights empties layers: the retraining records the
     per-layer report and the flags, warns in its log, and trains; refuse_disconnected skips training."""
     res = _retrain(tmp_path, search, data_root, "snip", "0", "fresh", ratio=0.999)
-    t = res["ticket"]
+    t = res.ticket
     assert t["unit"] == "weights" and t["disconnected"] and t["collapsed"]
     assert t["kept"] == sum(x["kept"] for x in t["layers"]) and t["total"] == sum(x["total"] for x in t["layers"])
     assert t["total"] - t["kept"] == math.floor(Fraction("0.999") * t["total"])
-    assert res["best_acc"] is not None and len(res["log"]) == load_scale("tiny").epochs
+    assert res.best_acc is not None and len(res.log) == load_scale("tiny").epochs
     assert "warning: ticket disconnected" in capsys.readouterr().out
-    refused = run_retrain(tmp_path / "refused", load_scale("tiny"), search, 0.999, "0", "fresh", "80-120", 0.1, 1,
-                          str(data_root), prune="snip", refuse_disconnected=True)
-    assert refused["no_ticket"] == stages.REFUSED and refused["best_acc"] is None and refused["ticket"]["disconnected"]
+    refused = run_retrain(RetrainRun(SEARCH, 0.999, "0", "fresh", "80-120", 0.1, "snip"), _ctx(data_root),
+                          tmp_path / "refused", search, refuse_disconnected=True)
+    assert refused.no_ticket == stages.REFUSED and refused.best_acc is None and refused.ticket["disconnected"]
     assert read_json(tmp_path / "refused" / "result.json")["no_ticket"] == stages.REFUSED
     assert not (tmp_path / "refused" / "ckpt.pt").exists()
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from methods.base.config import ConfigError, RunConfig, load_scale, schedule, validate
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.stages.common import StageContext
 from methods.stages.eb import run_retrain, run_search
 
 
@@ -80,83 +82,89 @@ def killed_at_checkpoint(n: int, monkeypatch):
     monkeypatch.setattr(train, "save_checkpoint", real_save)
 
 
+#: The search of the ``tiny_search`` fixture (tests/conftest.py): its retrainings train with its seed.
+_TINY_SEARCH = SearchRun("vgg16", "cifar10", "80-120", 0.1, 1)
+
+
 def _comparable(result):
     # wall time and metered energy differ between any two runs; everything else must not
-    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "energy_j")} for row in result["log"]]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s", "energy_j")} for row in result.log]
 
 
 @pytest.mark.slow
 def test_search_records_masks_snapshots_and_eb(tiny_search):
     tiny = load_scale("tiny")
-    s, res = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root, snapshots incl. 20, final)
-    assert len(res["log"]) == tiny.epochs and res["bn_channels"] == 264
+    s, res = tiny_search  # _TINY_SEARCH at tiny scale, snapshots incl. 20, final
+    assert len(res.log) == tiny.epochs and res.bn_channels == 264
     h = __import__("numpy").load(s / "history.npz")
     assert h["gammas"].shape == (tiny.epochs + 1, 264) and h["mask_p0.5"].shape == (tiny.epochs + 1, 264)
     assert (s / "snapshots" / "epoch0.pt").is_file() and (s / "snapshots" / "epoch2.pt").is_file()
     for rule in ("paper", "official"):
-        t = res["eb_epochs"]["0.5"][rule]
+        t = res.eb_epochs["0.5"][rule]
         assert t is None or (s / "snapshots" / f"epoch{t}.pt").is_file()
     assert not (s / "ckpt.pt").exists()
-    assert res["best_acc"] == max(r["test_acc"] for r in res["log"])
+    assert res.best_acc == max(r["test_acc"] for r in res.log)
 
 
 @pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, data_root, monkeypatch):
     tiny = load_scale("tiny")
-    args = (tiny, "preresnet101", "cifar10", "80-120", 0.1, 3, str(data_root))
-    full = run_search(tmp_path / "a", *args)
+    args = (SearchRun("preresnet101", "cifar10", "80-120", 0.1, 3), StageContext(tiny, str(data_root)))
+    full = run_search(*args, tmp_path / "a")
 
     with killed_at_checkpoint(6, monkeypatch):  # the 6th epoch dies before its checkpoint lands
-        run_search(tmp_path / "b", *args)
+        run_search(*args, tmp_path / "b")
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["epoch"] == 5
-    resumed = run_search(tmp_path / "b", *args)
+    resumed = run_search(*args, tmp_path / "b")
     assert _comparable(resumed) == _comparable(full)
     import numpy as np
 
     assert np.array_equal(np.load(tmp_path / "a" / "history.npz")["gammas"], np.load(tmp_path / "b" / "history.npz")["gammas"])
-    assert resumed["eb_epochs"] == full["eb_epochs"]
+    assert resumed.eb_epochs == full.eb_epochs
 
 
 @pytest.mark.slow
 def test_retrain_draws_and_charges_cost(tmp_path, data_root, tiny_search):
     tiny = load_scale("tiny")
     s, _ = tiny_search  # snapshots at draw 40 among others
-    fresh = run_retrain(tmp_path / "r1", tiny, s, 0.5, "40", "fresh", "80-120", 0.1, 1, str(data_root))
-    drawn = run_retrain(tmp_path / "r2", tiny, s, 0.5, "40", "drawn", "80-120", 0.1, 1, str(data_root))
-    assert fresh["draw_epoch"] == drawn["draw_epoch"] == 4
-    assert fresh["config"]["cfg"] == drawn["config"]["cfg"]
-    assert (fresh["log"][0]["test_acc"] != drawn["log"][0]["test_acc"]
-            or fresh["log"][0]["train_loss"] != drawn["log"][0]["train_loss"])
-    n, e = fresh["train_images"], tiny.epochs
-    assert fresh["train_flops"] == pytest.approx(
-        3 * n * (4 * fresh["dense_complexity"]["flops"] + e * fresh["complexity"]["flops"]))
-    assert 0 < fresh["flop_reduction"] < 1 and fresh["complexity"]["params"] < fresh["dense_complexity"]["params"]
+    ctx = StageContext(tiny, str(data_root))
+    fresh = run_retrain(RetrainRun(_TINY_SEARCH, 0.5, "40", "fresh", "80-120", 0.1), ctx, tmp_path / "r1", s)
+    drawn = run_retrain(RetrainRun(_TINY_SEARCH, 0.5, "40", "drawn", "80-120", 0.1), ctx, tmp_path / "r2", s)
+    assert fresh.draw_epoch == drawn.draw_epoch == 4
+    assert fresh.config["cfg"] == drawn.config["cfg"]
+    assert (fresh.log[0]["test_acc"] != drawn.log[0]["test_acc"]
+            or fresh.log[0]["train_loss"] != drawn.log[0]["train_loss"])
+    n, e = fresh.train_images, tiny.epochs
+    assert fresh.train_flops == pytest.approx(
+        3 * n * (4 * fresh.dense_complexity["flops"] + e * fresh.complexity["flops"]))
+    assert 0 < fresh.flop_reduction < 1 and fresh.complexity["params"] < fresh.dense_complexity["params"]
     saved = json.loads((tmp_path / "r1" / "result.json").read_text())
-    assert saved["best_acc"] == fresh["best_acc"] and saved["provenance"]["torch"] == torch.__version__
+    assert saved["best_acc"] == fresh.best_acc and saved["provenance"]["torch"] == torch.__version__
 
 
 @pytest.mark.slow
 def test_tiny_model_learns(tiny_search):
-    _, res = tiny_search  # run_search(s, load_scale("tiny"), "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
-    assert res["log"][-1]["train_loss"] < res["log"][0]["train_loss"]
-    assert res["best_acc"] > 15.0  # 10 classes: chance is 10 %
+    _, res = tiny_search  # _TINY_SEARCH at tiny scale
+    assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
+    assert res.best_acc > 15.0  # 10 classes: chance is 10 %
 
 
 @pytest.mark.slow
 def test_eb_train_continues_from_the_ticket_and_reinit_starts_over(tmp_path, data_root, tiny_search):
     tiny = load_scale("tiny")
-    s, search = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
-    ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None)
-    t = search["eb_epochs"][str(ratio)]["paper"]
-    eb = run_retrain(tmp_path / "eb", tiny, s, ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    re = run_retrain(tmp_path / "re", tiny, s, ratio, "eb", "fresh", "80-120", 0.1, 1, str(data_root))
-    assert eb["draw_epoch"] == re["draw_epoch"] == t
-    assert [r["epoch"] for r in eb["log"]] == list(range(t + 1, tiny.epochs + 1))
-    assert eb["log"][0]["lr"] == pytest.approx(([0.1] * 8 + [0.01] * 4 + [0.001] * 4)[t])  # same schedule, epoch t
-    n, e = eb["train_images"], tiny.epochs
-    dense, pruned = eb["dense_complexity"]["flops"], eb["complexity"]["flops"]
-    assert eb["train_flops"] == pytest.approx(3 * n * (t * dense + (e - t) * pruned))
-    assert re["train_flops"] == pytest.approx(3 * n * (t * dense + e * pruned))
+    s, search = tiny_search  # _TINY_SEARCH at tiny scale
+    ratio = next(float(p) for p, r in search.eb_epochs.items() if r["paper"] is not None)
+    t = search.eb_epochs[str(ratio)]["paper"]
+    ctx = StageContext(tiny, str(data_root))
+    eb = run_retrain(RetrainRun(_TINY_SEARCH, ratio, "eb", "continue", "80-120", 0.1), ctx, tmp_path / "eb", s)
+    re = run_retrain(RetrainRun(_TINY_SEARCH, ratio, "eb", "fresh", "80-120", 0.1), ctx, tmp_path / "re", s)
+    assert eb.draw_epoch == re.draw_epoch == t
+    assert [r["epoch"] for r in eb.log] == list(range(t + 1, tiny.epochs + 1))
+    assert eb.log[0]["lr"] == pytest.approx(([0.1] * 8 + [0.01] * 4 + [0.001] * 4)[t])  # same schedule, epoch t
+    n, e = eb.train_images, tiny.epochs
+    dense, pruned = eb.dense_complexity["flops"], eb.complexity["flops"]
+    assert eb.train_flops == pytest.approx(3 * n * (t * dense + (e - t) * pruned))
+    assert re.train_flops == pytest.approx(3 * n * (t * dense + e * pruned))
 
 
 def test_draw_epochs_resolve_and_bad_draws_are_refused():
@@ -175,10 +183,10 @@ def test_draw_epochs_resolve_and_bad_draws_are_refused():
 def test_eb_train_resumes_mid_retraining(tmp_path, data_root, monkeypatch, tiny_search):
     """EB Train starts at the EB epoch (start_epoch > 0): a kill during it resumes exactly."""
     tiny = load_scale("tiny")
-    s, search = tiny_search  # run_search(s, tiny, "vgg16", "cifar10", "80-120", 0.1, 1, data_root)
-    ratio = next(float(p) for p, r in search["eb_epochs"].items() if r["paper"] is not None and r["paper"] < tiny.epochs - 2)
-    args = (tiny, s, ratio, "eb", "continue", "80-120", 0.1, 1, str(data_root))
-    full = run_retrain(tmp_path / "a", *args)
+    s, search = tiny_search  # _TINY_SEARCH at tiny scale
+    ratio = next(float(p) for p, r in search.eb_epochs.items() if r["paper"] is not None and r["paper"] < tiny.epochs - 2)
+    run, ctx = RetrainRun(_TINY_SEARCH, ratio, "eb", "continue", "80-120", 0.1), StageContext(tiny, str(data_root))
+    full = run_retrain(run, ctx, tmp_path / "a", s)
     with killed_at_checkpoint(2, monkeypatch):
-        run_retrain(tmp_path / "b", *args)
-    assert _comparable(run_retrain(tmp_path / "b", *args)) == _comparable(full)
+        run_retrain(run, ctx, tmp_path / "b", s)
+    assert _comparable(run_retrain(run, ctx, tmp_path / "b", s)) == _comparable(full)

@@ -9,6 +9,7 @@ import pytest
 from methods.runs.cells import RetrainRun, SearchRun
 from methods.base.config import load_scale
 from methods.base.io import read_json
+from methods.stages.common import StageContext
 from methods.workflow.jobs import retrain_args, train
 
 
@@ -19,8 +20,9 @@ def test_train_equals_the_workflow_command(tmp_path, data_root):
     tiny = load_scale("tiny")
     run = RetrainRun(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1), 0.5, "10", "fresh")
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    train(run.search, tiny, a, str(data_root))
-    res = train(run, tiny, a, str(data_root))
+    ctx = StageContext(tiny, str(data_root), a)
+    train(run.search, ctx)
+    res = train(run, ctx)
     assert res.kind == "retrain" and read_json(f"{run.path(a)}/result.json")["best_acc"] == res.best_acc
     search = run.search
     assert main(["search", "--scale", "tiny", "--data-root", str(data_root), "--model", "vgg16", "--dataset", "cifar10",

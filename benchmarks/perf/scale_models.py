@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from methods.models import MODELS, build_model, knobs_at
     from methods.metrics.flops import complexity
     from methods.runs.cells import DenseRun, SearchRun
+    from methods.stages.common import StageContext
     from methods.workflow.jobs import train
 
     scale = load_scale(args.scale)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         for m in models:
             run = (SearchRun(m, args.dataset, "80-120", 0.1, 1) if m in EB_MODELS
                    else DenseRun(m, args.dataset, "80-120", 0.1, 1))
-            res = train(run, short, tmp, args.data_root)
+            res = train(run, StageContext(short, args.data_root, tmp))
             secs = [e["seconds"] for e in res.log]
             knobs = knobs_at(m, scale) or {}
             cx = complexity(build_model(m, 10 if args.dataset == "cifar10" else 100, **knobs))

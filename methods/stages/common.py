@@ -1,11 +1,14 @@
-"""The stages' common core: each stage (``methods.stages.eb``, ``methods.stages.lottery``) starts from
+"""The stages' common core. Each stage (``methods.stages.eb``, ``methods.stages.lottery``) takes a run
+dataclass (``methods.runs.cells``: what to train) and a ``StageContext`` (where and how), starts from
 ``prepare`` (threads, FP32 maths, the scale's data on the device) and ``run_config`` (the validated
-``RunConfig`` of one training), and summarises its log with ``accuracy_summary`` and
-``measured_energy_j``.
+``RunConfig`` of one training), summarises its log with ``accuracy_summary`` and
+``measured_energy_j``, and ends in ``save_result`` or ``save_untrained``, which return the typed
+``methods.runs.results.Result`` they wrote.
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,11 +18,28 @@ from methods.base.config import ConfigError, Precision, RunConfig, Scale, load_p
 from methods.base.data import balanced_subset, load_cifar, num_classes
 from methods.models import knobs_at
 from methods.runs import digest as dg
-from methods.runs.results import write_result
+from methods.runs.results import Result, check_result, write_result
 from methods.train.loop import device_of
 
 #: Images per epoch in the papers' CIFAR training (REFERENCE.md section 1): costs are also given at this size.
 PAPER_TRAIN_IMAGES = 50_000
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where and how the stages train, the same for every run of one workflow: the ``scale``
+    (``benchmarks/scales/<name>.yaml``), the ``results`` root under which a run's folder is
+    ``run.path(results)`` (``methods.runs.cells``; the workflow's ``<results>/<scale>``), the
+    ``data_root`` holding CIFAR and whether torchvision may ``download`` it."""
+
+    scale: Scale
+    data_root: str
+    results: str = "results"
+    download: bool = False
+
+    def folder(self, run, given=None) -> Path:
+        """``given``, else the folder the workflow keeps ``run`` in."""
+        return Path(given if given is not None else run.path(self.results))
 
 
 #: torch's own thread count, which ``threads: 0`` means (also for a later run of a batch).
@@ -106,16 +126,43 @@ def measured_energy_j(rows: list[dict]) -> float | None:
     return None if any(v is None for v in values) else float(sum(values))
 
 
-def save_result(out: Path, result: dict, digest_inputs) -> dict:
-    """Every stage's last step: record the config digest (``methods.runs.digest``: what makes the result
-    current), write ``out/result.json`` atomically and checked (``methods.runs.results.write_result``), then
-    drop the checkpoint and mark the run finished. Returns ``result``.
+def save_result(out: Path, result: dict, digest_inputs) -> Result:
+    """Every trained stage's last step: record the config digest (``methods.runs.digest``: what makes
+    the result current), write ``out/result.json`` atomically and checked
+    (``methods.runs.results.write_result``), then drop the checkpoint (only now: a kill before the
+    write resumes from it) and mark the run finished.
 
     Raises:
         ValueError: a recorded field missing or of the wrong type (``write_result``).
     """
+    return _save(out, result, digest_inputs, trained=True)
+
+
+def save_untrained(out: Path, result: dict, digest_inputs) -> Result:
+    """``save_result`` for a run that trains nothing: no EB ticket to draw, or a refused ticket
+    (``no_ticket``). Its result is current like a trained one, so a rerun does not try again.
+
+    Raises:
+        ValueError: as ``save_result``.
+    """
+    return _save(out, result, digest_inputs, trained=False)
+
+
+def _save(out: Path, result: dict, digest_inputs, trained: bool) -> Result:
     result.update(dg.record(digest_inputs))
     write_result(out / "result.json", result)
-    remove_checkpoint(out / "ckpt.pt")
+    if trained:
+        remove_checkpoint(out / "ckpt.pt")
     dg.finish(out, digest_inputs)
-    return result
+    return check_result(result, str(out / "result.json"))
+
+
+def done_result(out: Path, inputs: dict, upstream: Path | None = None) -> Result | None:
+    """The current result in ``out`` (``methods.runs.digest.current``: finished, and made with
+    ``inputs``), typed; None when the stage must train.
+
+    Raises:
+        methods.base.io.CorruptFile: a result.json whose fields have the wrong types.
+    """
+    done = dg.current(out, inputs, upstream)
+    return None if done is None else check_result(done, str(out / "result.json"))

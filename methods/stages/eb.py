@@ -12,15 +12,16 @@ import numpy as np
 import torch
 
 from methods.runs import digest as dg
-from methods.stages.common import (PAPER_TRAIN_IMAGES, REFUSED, accuracy_summary, measured_energy_j, prepare, run_config,
-                                    save_result, scaled_precision)
+from methods.runs.cells import RetrainRun, SearchRun
+from methods.runs.results import Result
+from methods.stages.common import (PAPER_TRAIN_IMAGES, REFUSED, StageContext, accuracy_summary, done_result,
+                                    measured_energy_j, prepare, run_config, save_result, save_untrained, scaled_precision)
 from methods.base.config import PAPER_EPOCHS, ConfigError, Precision, Scale, schedule
 from methods.base.data import Split
 from methods.pruning.eb import EBDetector, channel_mask, detect_eb, masks_from_gammas
 from methods.metrics.energy import MODEL_SOURCE, EnergyMeter, charged_bits, modelled_energy_j
 from methods.metrics.flops import EB_UNIT_FLOPS, cell_training_flops, complexity, training_flops
 from methods.base.io import load_torch, read_json, save_npz, save_torch
-from methods.runs.results import write_result
 from methods.train.lowp import mac_bits
 from methods.models import build_model
 from methods.pruning.channels import prune_channels, pruned_cfg
@@ -45,25 +46,31 @@ def _bits(cfg: dict) -> int:
     return charged_bits(mac_bits(Precision(**lp) if lp else None))
 
 
-def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr: float, seed: int,
-               data_root: str, download: bool = False, snapshot_epochs=(), lrs=None, precision: str = "fp32") -> dict:
-    """Dense training with L1 on BN gamma (the EB search / network-slimming sparse run), in
-    ``precision`` (``benchmarks/precisions.yaml``: ``bfp8`` is EB's 8-bit search, ``main_lp.py``,
-    whose masks come from the quantised gammas).
+def run_search(run: SearchRun, ctx: StageContext, out: Path | None = None, snapshot_epochs=()) -> Result:
+    """Train ``run``: dense training with L1 on BN gamma (the EB search / network-slimming sparse
+    run; EB ``main.py``), in ``run.precision`` (``benchmarks/precisions.yaml``: ``bfp8`` is EB's
+    8-bit search, ``main_lp.py``, whose masks come from the quantised gammas), into ``out``
+    (default: the workflow's folder, ``ctx.folder(run)``).
 
     Records |gamma| after every epoch (row 0 = init), channel masks at ``SEARCH_RATIOS``, the
     EB draw epoch of each ratio under both detection rules, and weight snapshots at the
     initialisation, at ``snapshot_epochs`` (paper scale, or "final") and at every EB epoch.
+    Returns the typed result written to ``out/result.json`` (the current one, untouched, when
+    the run is already done).
+
+    Raises:
+        ConfigError: a bad field of ``run`` at ``ctx.scale``; DatasetError: no data.
     """
-    out = Path(out)
-    digest_inputs = dg.search_inputs(scale, model, dataset, sched, lr, seed, lrs, precision)
-    if (done := dg.current(out, digest_inputs)) is not None:
+    out, scale = ctx.folder(run, out), ctx.scale
+    lrs = list(run.lrs) if run.lrs else None
+    digest_inputs = dg.search_inputs(scale, run.model, run.dataset, run.schedule, run.lr, run.seed, lrs, run.precision)
+    if (done := done_result(out, digest_inputs)) is not None:
         return done
-    cfg = run_config(scale, model, dataset, *schedule(sched, lr, scale, lrs), seed, data_root, download,
-                      precision=scaled_precision(precision, scale))
-    dev, classes, train, test = prepare(scale, dataset, data_root, download)
-    torch.manual_seed(seed)
-    net = build_model(model, classes, **cfg.knobs)
+    cfg = run_config(scale, run.model, run.dataset, *schedule(run.schedule, run.lr, scale, lrs), run.seed, ctx.data_root,
+                     ctx.download, precision=scaled_precision(run.precision, scale))
+    dev, classes, train, test = prepare(scale, run.dataset, ctx.data_root, ctx.download)
+    torch.manual_seed(run.seed)
+    net = build_model(run.model, classes, **cfg.knobs)
     if not (out / "snapshots" / "epoch0.pt").is_file():
         save_torch(out / "snapshots" / "epoch0.pt", net.state_dict())
     wanted = {scale.epoch(e) for e in snapshot_epochs}
@@ -89,7 +96,7 @@ def run_search(out: Path, scale: Scale, model: str, dataset: str, sched: str, lr
     save_npz(out / "history.npz", gammas=gammas.numpy(), **{f"mask_p{p}": h.numpy() for p, h in history.items()})
     eb = {str(p): {rule: detect_eb(h, rule) for rule in EB_RULES} for p, h in history.items()}
     cx = complexity(res["model"])
-    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": precision,
+    result = {"kind": "search", "config": cfg.model_dump(), "scale": scale.name, "precision": run.precision,
               "log": res["log"], **accuracy_summary(res["log"]),
               "eb_epochs": eb, "complexity": cx, "train_images": len(train.y), "bn_channels": int(gammas.shape[1]),
               "train_flops": training_flops(cx["flops"], len(train.y), cfg.epochs),
@@ -197,14 +204,16 @@ def _start_weights(ticket: Ticket, init: str, search_dir: Path, dense: torch.nn.
     return rewind(ticket.model, _snapshot(search_dir, 0), ticket.weight_masks, kinds)
 
 
-def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: str, init: str, sched: str,
-                lr: float, seed: int, data_root: str, download: bool = False, lrs=None, prune: str = "bn",
-                precision: str = "fp32", refuse_disconnected: bool = False) -> dict:
-    """Draw a ticket from a search run with pruning method ``prune`` and retrain it in
-    ``precision`` (REFERENCE.md sections 6 and 7). From an 8-bit (``bfp8``) search, an FP32
-    retraining is EB Train (LF) and a ``bfp8`` one EB Train (LL) (EB ``main_c_lp.py``).
+def run_retrain(run: RetrainRun, ctx: StageContext, out: Path | None = None, search_dir: Path | None = None,
+                refuse_disconnected: bool = False) -> Result:
+    """Train ``run``: draw a ticket from its search run with pruning method ``run.prune`` at
+    pruning ratio ``run.ratio`` and retrain it in ``run.precision`` (EB paper sections 3-4, EB
+    ``main_c.py``; REFERENCE.md sections 6 and 7). From an 8-bit (``bfp8``) search, an FP32
+    retraining is EB Train (LF) and a ``bfp8`` one EB Train (LL) (EB ``main_c_lp.py``). The run
+    trains with its search's seed into ``out``, reading the search from ``search_dir``
+    (defaults: the workflow's folders, ``ctx.folder``). Returns the typed result it wrote.
 
-    ``init``:
+    ``run.init``:
       * ``"fresh"`` (Table 1/Figure 1 default; with ``draw="eb"`` it is EB Train (re-init)):
         re-initialise the drawn network with the EB init from ``seed``, train all epochs;
       * ``"drawn"``: keep the weights at the draw epoch, train all epochs (NS and ThiNet
@@ -233,10 +242,12 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
     Raises:
         ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
     """
-    out, search_dir = Path(out), Path(search_dir)
-    digest_inputs = dg.stage_retrain_inputs(scale, search_dir, ratio, draw, init, sched, lr, seed, lrs, prune, precision,
-                                            refuse_disconnected)
-    if (done := dg.current(out, digest_inputs, search_dir)) is not None:
+    out, search_dir, scale = ctx.folder(run, out), ctx.folder(run.search, search_dir), ctx.scale
+    ratio, draw, init, prune, precision, seed = run.ratio, run.draw, run.init, run.prune, run.precision, run.search.seed
+    lrs = list(run.lrs) if run.lrs else None
+    digest_inputs = dg.stage_retrain_inputs(scale, search_dir, ratio, draw, init, run.schedule, run.lr, seed, lrs, prune,
+                                            precision, refuse_disconnected)
+    if (done := done_result(out, digest_inputs, search_dir)) is not None:
         return done
     if init not in INITS:
         raise ConfigError(f"init={init!r}: choose one of {INITS}")
@@ -260,11 +271,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
                            "EB Train has nothing left to train")
     except NoTicket as e:
         result = {**base, "no_ticket": str(e), "best_acc": None, "final_acc": None, "provenance": provenance(torch.device("cpu"))}
-        result.update(dg.record(digest_inputs))  # methods.runs.digest: what makes it current
-        write_result(out / "result.json", result)
-        dg.finish(out, digest_inputs)
-        return result
-    dev, classes, train, test = prepare(scale, scfg["dataset"], data_root, download)
+        return save_untrained(out, result, digest_inputs)
+    dev, classes, train, test = prepare(scale, scfg["dataset"], ctx.data_root, ctx.download)
     meter = EnergyMeter(dev)
     meter.begin("prune")
     ticket, dense = draw_ticket(search_dir, method, ratio, epoch, init in ("drawn", "continue"), classes, train, seed)
@@ -274,10 +282,8 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
         print(line, flush=True)
     if refuse_disconnected and report["disconnected"]:
         result = {**base, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
-                  "draw_epoch": epoch, "provenance": provenance(dev), **dg.record(digest_inputs)}
-        write_result(out / "result.json", result)
-        dg.finish(out, digest_inputs)
-        return result
+                  "draw_epoch": epoch, "provenance": provenance(dev)}
+        return save_untrained(out, result, digest_inputs)
     net = _start_weights(ticket, init, search_dir, dense, classes, seed, method.kinds)
     start = epoch if init in CONTINUING else 0
     if init in CONTINUING:  # EB Train trains on under the search's own schedule (REFERENCE.md section 6)
@@ -285,9 +291,9 @@ def run_retrain(out: Path, scale: Scale, search_dir: Path, ratio: float, draw: s
             raise ConfigError(f"init=continue from the last epoch ({start}) leaves nothing to train; draw earlier")
         milestones, lrs = scfg["milestones"], scfg["lrs"]
     else:
-        milestones, lrs = schedule(sched, lr, scale, lrs)
+        milestones, lrs = schedule(run.schedule, run.lr, scale, lrs)
     arch = pruned_cfg(dense, ticket.channel_masks) if ticket.channel_masks is not None else None
-    cfg = run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, data_root, download, cfg=arch,
+    cfg = run_config(scale, scfg["model"], scfg["dataset"], milestones, lrs, seed, ctx.data_root, ctx.download, cfg=arch,
                       start_epoch=start, precision=lp)
     dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.runs.digest)
     res = fit(net, cfg, train, test, out / "ckpt.pt", name=out.name, meter=meter)

@@ -32,13 +32,15 @@ from methods.metrics.energy import MODEL_SOURCE, EnergyMeter, modelled_energy_j
 from methods.metrics.flops import complexity, training_flops
 from methods.base.inputs import check_ratio
 from methods.base.io import load_torch, read_json, save_torch
-from methods.runs.results import write_result
+from methods.runs.cells import DenseRun, LotteryRun
+from methods.runs.results import Result
 from methods.pruning.l1 import prune_filters
 from methods.models import build_model
 from methods.models.init import he_normal_
 from methods.base.provenance import provenance
 from methods.pruning.registry import get_pruning
-from methods.stages.common import REFUSED, accuracy_summary, measured_energy_j, prepare, run_config, save_result
+from methods.stages.common import (REFUSED, StageContext, accuracy_summary, done_result, measured_energy_j, prepare,
+                                    run_config, save_result, save_untrained)
 from methods.pruning.ticket import ticket_report
 from methods.pruning.ticket import warning as ticket_warning
 from methods.train.loop import fit
@@ -59,28 +61,28 @@ def _energy(meter, log, flops) -> dict:
             "model": MODEL_SOURCE}
 
 
-def run_dense(out: Path, scale, model: str, dataset: str, sched: str, lr: float, seed: int, data_root: str,
-              download: bool = False) -> dict:
-    """Train the dense network of an RT table (no BN sparsity, batch 64) and keep theta_0
+def run_dense(run: DenseRun, ctx: StageContext, out: Path | None = None) -> Result:
+    """Train ``run``, the dense network of an RT table (no BN sparsity, batch 64; RT ``main.py``),
+    into ``out`` (default: the workflow's folder, ``ctx.folder(run)``), and keep theta_0
     (``snapshots/epoch0.pt``) and the trained weights (``snapshots/final.pt``) beside ``result.json``.
 
-    Returns the result: ``best_acc`` / ``final_acc`` (%), the per-epoch ``log``, ``complexity``
+    Returns the typed result: ``best_acc`` / ``final_acc`` (%), the per-epoch ``log``, ``complexity``
     (forward MACs/FLOPs of one 3x32x32 image, params; ``flops_paper`` in the official counter's
     convention, ``methods.metrics.flops``), ``train_flops`` / ``train_flops_paper`` and ``energy`` (joules).
 
     Raises:
         ConfigError: a model without an entry in the scale; DatasetError: no data.
     """
-    out = Path(out)
-    digest_inputs = dg.dense_inputs(scale, model, dataset, sched, lr, seed)
-    done = dg.current(out, digest_inputs)  # first: a stale run's snapshots go too
+    out, scale = ctx.folder(run, out), ctx.scale
+    digest_inputs = dg.dense_inputs(scale, run.model, run.dataset, run.schedule, run.lr, run.seed)
+    done = done_result(out, digest_inputs)  # first: a stale run's snapshots go too
     if done is not None and all((out / f).is_file() for f in ("snapshots/epoch0.pt", "snapshots/final.pt")):
         return done  # a lost snapshot retrains the run (same seed, same theta_0)
-    cfg = run_config(scale, model, dataset, *schedule(sched, lr, scale), seed, data_root, download,
-                      batch_size=scale.batch(RT_BATCH), sparsity=0.0)
-    dev, classes, train, test = prepare(scale, dataset, data_root, download)
-    torch.manual_seed(seed)
-    net = build_model(model, classes, **cfg.knobs)
+    cfg = run_config(scale, run.model, run.dataset, *schedule(run.schedule, run.lr, scale), run.seed, ctx.data_root,
+                     ctx.download, batch_size=scale.batch(RT_BATCH), sparsity=0.0)
+    dev, classes, train, test = prepare(scale, run.dataset, ctx.data_root, ctx.download)
+    torch.manual_seed(run.seed)
+    net = build_model(run.model, classes, **cfg.knobs)
     if not (out / "snapshots" / "epoch0.pt").is_file():
         save_torch(out / "snapshots" / "epoch0.pt", net.state_dict())
     meter = EnergyMeter(dev)
@@ -138,13 +140,15 @@ def start_network(arm: str, prune: str, ticket, theta0: dict, cfg_model: str, kn
     return apply_masks(dense, ticket.weight_masks, method.kinds)
 
 
-def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm: str, seed: int, data_root: str,
-                download: bool = False, refuse_disconnected: bool = False) -> dict:
-    """Prune the trained dense network of ``dense_dir`` with ``prune`` (``l1`` at variant
-    ``target``, or ``convmagnitude`` at ratio ``target``) and train the pruned network from
-    ``arm`` ("winning" or "random") with the dense run's recipe and LR.
+def run_lottery(run: LotteryRun, ctx: StageContext, out: Path | None = None, dense_dir: Path | None = None,
+                refuse_disconnected: bool = False) -> Result:
+    """Train ``run``: prune the trained dense network of its dense run with ``run.prune`` (``l1``
+    at variant ``run.target``, or ``convmagnitude`` at ratio ``run.target``) and train the pruned
+    network from ``run.arm`` ("winning" or "random") with the dense run's recipe, LR and seed
+    (RT ``main_lottery.py``, ``main_scratch_mask.py``), into ``out``, reading the dense run from
+    ``dense_dir`` (defaults: the workflow's folders, ``ctx.folder``).
 
-    The result records ``best_acc`` / ``final_acc`` (%), ``dense_best_acc``, the trained network's
+    The typed result it returns records ``best_acc`` / ``final_acc`` (%), ``dense_best_acc``, the trained network's
     ``complexity`` (params, dense and nonzero MACs/FLOPs of one 3x32x32 image, official-counter
     ``flops_paper`` dense and nonzero), the conv ``weight_density`` (exact zeros), ``train_flops``
     and ``train_flops_paper`` (this training only) and ``energy``.
@@ -153,9 +157,10 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
         ConfigError: unknown method, arm or target; FileNotFoundError: the dense run's snapshots
         are missing; RuntimeError: a corrupt snapshot.
     """
-    out, dense_dir = Path(out), Path(dense_dir)
+    out, dense_dir, scale = ctx.folder(run, out), ctx.folder(run.dense, dense_dir), ctx.scale
+    prune, target, arm, seed = run.prune, run.target, run.arm, run.dense.seed
     digest_inputs = dg.stage_lottery_inputs(scale, dense_dir, prune, target, arm, seed, refuse_disconnected)
-    if (done := dg.current(out, digest_inputs, dense_dir)) is not None:
+    if (done := done_result(out, digest_inputs, dense_dir)) is not None:
         return done
     method = get_pruning(prune)
     if prune not in LOTTERY_METHODS:
@@ -169,7 +174,7 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     for f in snaps.values():
         if not f.is_file():
             raise FileNotFoundError(f"{f} missing: rerun the dense run {dense_dir}")
-    dev, classes, train, test = prepare(scale, dcfg["dataset"], data_root, download)
+    dev, classes, train, test = prepare(scale, dcfg["dataset"], ctx.data_root, ctx.download)
     trained = build_model(dcfg["model"], classes, **dcfg["knobs"])
     trained.load_state_dict(load_torch(snaps["final"], "snapshot"))
     try:
@@ -182,14 +187,12 @@ def run_lottery(out: Path, scale, dense_dir: Path, prune: str, target: str, arm:
     if refuse_disconnected and report["disconnected"]:  # as methods.stages.eb.run_retrain
         result = {"kind": "lottery", "scale": scale.name, "dense": str(dense_dir), "prune": prune, "target": target,
                   "arm": arm, "no_ticket": REFUSED, "ticket": report, "best_acc": None, "final_acc": None,
-                  "provenance": provenance(dev), **dg.record(digest_inputs)}
-        write_result(out / "result.json", result)
-        dg.finish(out, digest_inputs)
-        return result
+                  "provenance": provenance(dev)}
+        return save_untrained(out, result, digest_inputs)
     net = start_network(arm, prune, ticket, load_torch(snaps["epoch0"], "snapshot"), dcfg["model"], dcfg["knobs"],
                         classes, seed)
     arch = net.cfg if method.granularity == "filter" else None
-    cfg = run_config(scale, dcfg["model"], dcfg["dataset"], dcfg["milestones"], dcfg["lrs"], seed, data_root, download,
+    cfg = run_config(scale, dcfg["model"], dcfg["dataset"], dcfg["milestones"], dcfg["lrs"], seed, ctx.data_root, ctx.download,
                       batch_size=dcfg["batch_size"], sparsity=0.0, cfg=arch)  # the dense run's recipe
     meter = EnergyMeter(dev)
     dg.begin(out, digest_inputs)  # whose checkpoint this folder holds (methods.runs.digest)

@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 from methods.runs.cells import DenseRun, LotteryRun, RetrainRun, SearchRun
-from methods.runs.results import Result, check_result
+from methods.runs.results import Result
 from methods.base.config import Scale
+from methods.stages.common import StageContext
 from methods.stages.eb import CONTINUING
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,37 +71,25 @@ def groups(runs, upstream, size: int) -> list[tuple[object, list]]:
             for i in range(0, len(rs), size)]
 
 
-
-
-def train(run, scale: Scale, results: str, data_root: str, download: bool = False, refuse: bool = False,
-          snapshot_epochs=()) -> Result:
-    """Train one run dataclass in this process, into ``run.path(results)``: the stage its type names,
+def train(run, ctx: StageContext, refuse: bool = False, snapshot_epochs=()) -> Result:
+    """Train one run dataclass in this process, into ``ctx.folder(run)``: the stage its type names,
     with the arguments its workflow job passes (``retrain_args``, ``lottery_args``; the search's
-    ``snapshot_epochs`` are ``methods.runs.cells.snapshot_draws``). Returns the typed result the stage wrote
-    (``methods.runs.results.Result``, as the pages and claims read it).
+    ``snapshot_epochs`` are ``methods.runs.cells.snapshot_draws``). Returns the typed result the
+    stage wrote (``methods.runs.results.Result``, as the pages and claims read it).
 
     Raises:
         TypeError: not a run dataclass; what the stage raises (ConfigError, FileNotFoundError for a
             missing upstream run, DatasetError).
     """
-    out = Path(run.path(results))
-    return check_result(_stage(run, out, scale, results, data_root, download, refuse, snapshot_epochs), str(out))
-
-
-def _stage(run, out, scale, results, data_root, download, refuse, snapshot_epochs) -> dict:
     from methods.stages.lottery import run_dense, run_lottery
     from methods.stages.eb import run_retrain, run_search
 
     if isinstance(run, SearchRun):
-        return run_search(out, scale, run.model, run.dataset, run.schedule, run.lr, run.seed, data_root, download,
-                          list(snapshot_epochs), list(run.lrs) if run.lrs else None, run.precision)
+        return run_search(run, ctx, snapshot_epochs=list(snapshot_epochs))
     if isinstance(run, RetrainRun):
-        return run_retrain(out, scale, Path(run.search.path(results)), run.ratio, run.draw, run.init, run.schedule, run.lr,
-                           run.search.seed, data_root, download, list(run.lrs) if run.lrs else None, run.prune,
-                           run.precision, refuse_disconnected=refuse)
+        return run_retrain(run, ctx, refuse_disconnected=refuse)
     if isinstance(run, DenseRun):
-        return run_dense(out, scale, run.model, run.dataset, run.schedule, run.lr, run.seed, data_root, download)
+        return run_dense(run, ctx)
     if isinstance(run, LotteryRun):
-        return run_lottery(out, scale, Path(run.dense.path(results)), run.prune, run.target, run.arm, run.dense.seed,
-                           data_root, download, refuse_disconnected=refuse)
+        return run_lottery(run, ctx, refuse_disconnected=refuse)
     raise TypeError(f"{type(run).__name__} is not a run (SearchRun, RetrainRun, DenseRun, LotteryRun)")
