@@ -246,7 +246,8 @@ def _stage(args, scale) -> None:
         from methods.stages.lottery import run_lottery
 
         _check_upstream(args.dense, args.prune)
-        run = LotteryRun(_seeded(dense_run_of(args.dense, scale), args.seed), args.prune, args.target, args.arm)
+        run = LotteryRun(_seeded(dense_run_of(args.dense), args.seed, "--dense", args.dense), args.prune, args.target,
+                         args.arm)
         res = run_lottery(run, ctx, args.out, args.dense, refuse_disconnected=args.refuse_disconnected)
         print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
                           "weight_density": res.weight_density}))
@@ -255,18 +256,24 @@ def _stage(args, scale) -> None:
         from methods.stages.eb import run_retrain
 
         _check_upstream(args.search, args.prune)
-        run = RetrainRun(_seeded(search_run_of(args.search, scale), args.seed), args.ratio, args.draw, args.init,
+        run = RetrainRun(_seeded(search_run_of(args.search), args.seed, "--search", args.search), args.ratio, args.draw,
+                         args.init,
                          args.schedule, args.lr, args.prune, args.precision, tuple(args.lrs) if args.lrs else None)
         res = run_retrain(run, ctx, args.out, args.search, refuse_disconnected=args.refuse_disconnected)
         print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
                           **({"no_ticket": res.no_ticket} if res.no_ticket is not None else {})}))
 
 
-def _seeded(upstream, seed: int | None):
-    """``upstream``, checked against ``--seed``: a retraining or arm trains with its upstream's seed."""
+def _seeded(upstream, seed: int | None, flag: str, folder: str):
+    """``upstream``, the run in ``folder``, checked against ``--seed``: a retraining or lottery arm
+    trains with its upstream run's seed (``RetrainRun``/``LotteryRun`` have none of their own).
+
+    Raises:
+        ConfigError: ``seed`` given and not the upstream's.
+    """
     if seed not in (None, upstream.seed):
-        raise ConfigError(f"--seed {seed}: this upstream run trained seed {upstream.seed}, and its retrainings use it; "
-                          f"drop --seed or pick the upstream run of seed {seed}")
+        raise ConfigError(f"--seed {seed}: {flag} {folder} was trained with seed {upstream.seed}, which the runs drawn "
+                          f"from it use; drop --seed or point {flag} at a run of seed {seed}")
     return upstream
 
 

@@ -78,9 +78,9 @@ CASES = [  # (id, arguments, scale file edits or None, needle of the one line)
     ("thinet of an RT model", _with(_with(RETRAIN, "--search", "{rt}"), "--prune", "thinet"), None,
      "pruning method 'thinet' has no rule for model 'resnet56'"),
     ("a seed other than its search's", _with(_with(RETRAIN, "--search", "{seeded}"), "--seed", "2"), None,
-     "--seed 2: this upstream run trained seed 1, and its retrainings use it"),
-    ("a search of another scale", _with(RETRAIN, "--search", "{mid}"), None,
-     "milestones [20, 30] are not one schedule of scale 'tiny'"),
+     "was trained with seed 1, which the runs drawn from it use; drop --seed or point --search at a run of seed 2"),
+    ("a dense run as the search", _with(RETRAIN, "--search", "{densevgg}"), None,
+     "holds a dense run, not a search run: point --search at a search run"),
 ]
 
 
@@ -102,11 +102,12 @@ def roots(tmp_path, mislabelled):
     search.mkdir()
     for name, model in (("eb", "vgg16"), ("rt", "resnet56")):  # finished upstream runs of each family
         write_json(tmp_path / name / "result.json", {"kind": "dense", "config": {"model": model, "dataset": "cifar10"}})
-    for name, ms in (("seeded", [8, 12]), ("mid", [20, 30])):  # seed 1 at tiny's [80,120]; mid's [80,120]
-        write_json(tmp_path / name / "result.json", {"kind": "search", "config": {
-            "model": "vgg16", "dataset": "cifar10", "seed": 1, "milestones": ms, "lrs": [0.1, 0.01, 0.001]}})
+    inputs = {"stage": "search", "model": "vgg16", "dataset": "cifar10", "schedule": "80-120", "lr": 0.1, "lrs": None,
+              "seed": 1, "precision": "fp32"}  # as methods.runs.digest.search_inputs records them
+    write_json(tmp_path / "seeded" / "result.json", {"kind": "search", "config": {"model": "vgg16"}, "digest_inputs": inputs})
+    write_json(tmp_path / "densevgg" / "result.json", {"kind": "dense", "config": {"model": "vgg16"}})
     return {"empty": empty, "mislabelled": bad, "nowhere": tmp_path / "nowhere", "search": search,
-            "eb": tmp_path / "eb", "rt": tmp_path / "rt", "seeded": tmp_path / "seeded", "mid": tmp_path / "mid"}
+            "eb": tmp_path / "eb", "rt": tmp_path / "rt", "seeded": tmp_path / "seeded", "densevgg": tmp_path / "densevgg"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

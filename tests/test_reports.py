@@ -85,7 +85,7 @@ def tree(tmp_path_factory) -> Path:
         from methods.stages.common import StageContext
         from methods.workflow.jobs import train
 
-        ctx = StageContext(scale, str(DATA), str(results))
+        ctx = StageContext(scale, str(DATA), results=str(results))
         for run in (VGG1, VGG2, PRN1, *RETRAINS):
             train(run, ctx)
     else:

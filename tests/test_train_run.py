@@ -20,7 +20,7 @@ def test_train_equals_the_workflow_command(tmp_path, data_root):
     tiny = load_scale("tiny")
     run = RetrainRun(SearchRun("vgg16", "cifar10", "80-120", 0.1, 1), 0.5, "10", "fresh")
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    ctx = StageContext(tiny, str(data_root), a)
+    ctx = StageContext(tiny, str(data_root), results=a)
     train(run.search, ctx)
     res = train(run, ctx)
     assert res.kind == "retrain" and read_json(f"{run.path(a)}/result.json")["best_acc"] == res.best_acc

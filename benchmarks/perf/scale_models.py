@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         for m in models:
             run = (SearchRun(m, args.dataset, "80-120", 0.1, 1) if m in EB_MODELS
                    else DenseRun(m, args.dataset, "80-120", 0.1, 1))
-            res = train(run, StageContext(short, args.data_root, tmp))
+            res = train(run, StageContext(short, args.data_root, results=tmp))
             secs = [e["seconds"] for e in res.log]
             knobs = knobs_at(m, scale) or {}
             cx = complexity(build_model(m, 10 if args.dataset == "cifar10" else 100, **knobs))

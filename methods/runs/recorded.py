@@ -1,53 +1,60 @@
-"""The run an upstream folder holds, read from its ``result.json``: what the command line needs to
-retrain from ``--search DIR`` or prune ``--dense DIR`` when the folder is named freely (the
-workflow's folders are ``SearchRun.path`` / ``DenseRun.path``; ``methods.runs.cells``).
+"""The run an upstream folder holds, read back from its ``result.json``: what the command line needs to
+retrain from ``--search DIR`` or prune ``--dense DIR`` when the folder is named freely (the workflow's
+folders are ``SearchRun.path`` / ``DenseRun.path``; ``methods.runs.cells``). A stage records the inputs
+it was called with (``digest_inputs``, ``methods.runs.digest``); a result written before those were
+recorded is read from its canonical folder name.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from methods.base.config import SCHEDULES, ConfigError, Scale, schedule
+from methods.base.config import ConfigError
 from methods.base.io import read_json
-from methods.runs.cells import DenseRun, SearchRun, explicit_lrs
+from methods.runs.cells import DenseRun, SearchRun
+from methods.runs.digest import run_of
 
 
-def search_run_of(folder, scale: Scale) -> SearchRun:
-    """The ``SearchRun`` whose result is in ``folder``, its schedule named at ``scale``.
+def search_run_of(folder) -> SearchRun:
+    """The ``SearchRun`` that trained the result in ``folder``.
 
     Raises:
-        FileNotFoundError: no ``result.json`` (the search has not run); ConfigError: its
-            milestones are no schedule of ``scale``; methods.base.io.CorruptFile: unreadable.
+        FileNotFoundError: no ``result.json`` (the search has not run); ConfigError: another kind
+            of run, or an old result in a folder not named as a search run;
+            methods.base.io.CorruptFile: unreadable.
     """
-    res = _result(folder, "search", "--search")
-    lr, later, name = _recipe(res["config"], scale, folder)
-    return SearchRun(res["config"]["model"], res["config"]["dataset"], name, lr, int(res["config"]["seed"]),
-                     res.get("precision", "fp32"), explicit_lrs(lr, later))
+    got = _recorded(folder, "search", "--search")
+    if isinstance(got, SearchRun):
+        return got
+    lrs = got.get("lrs")
+    return SearchRun(got["model"], got["dataset"], got["schedule"], float(got["lr"]), int(got["seed"]),
+                     got.get("precision", "fp32"), tuple(lrs) if lrs else None)
 
 
-def dense_run_of(folder, scale: Scale) -> DenseRun:
-    """The ``DenseRun`` whose result is in ``folder`` (RT Tables 8/9), as ``search_run_of``.
+def dense_run_of(folder) -> DenseRun:
+    """The ``DenseRun`` (RT Tables 8/9) that trained the result in ``folder``.
 
     Raises:
         as ``search_run_of``.
     """
-    res = _result(folder, "dense", "--dense")
-    lr, _, name = _recipe(res["config"], scale, folder)
-    return DenseRun(res["config"]["model"], res["config"]["dataset"], name, lr, int(res["config"]["seed"]))
+    got = _recorded(folder, "dense", "--dense")
+    if isinstance(got, DenseRun):
+        return got
+    return DenseRun(got["model"], got["dataset"], got["schedule"], float(got["lr"]), int(got["seed"]))
 
 
-def _result(folder, kind: str, flag: str) -> dict:
+def _recorded(folder, kind: str, flag: str):
+    """The recorded inputs of the ``kind`` run in ``folder`` (a dict), or the run its canonical name gives."""
     f = Path(folder) / "result.json"
     if not f.is_file():
         raise FileNotFoundError(f"{kind} run {folder} has no result.json: run its {kind} stage first (or fix {flag})")
-    return read_json(f)
-
-
-def _recipe(cfg: dict, scale: Scale, folder) -> tuple[float, list[float], str]:
-    """(first LR, later LRs, schedule name) of a recorded config: the name whose milestones at
-    ``scale`` (``methods.base.config.schedule``) are the recorded ones."""
-    lr, later = float(cfg["lrs"][0]), [float(x) for x in cfg["lrs"][1:]]
-    names = [n for n in SCHEDULES if schedule(n, lr, scale)[0] == list(cfg["milestones"])]
-    if len(names) != 1:
-        raise ConfigError(f"{folder}: milestones {cfg['milestones']} are not one schedule of scale {scale.name!r} "
-                          f"({sorted(SCHEDULES)}); was it trained at another --scale?")
-    return lr, later, names[0]
+    res = read_json(f)
+    if res.get("kind") not in (kind, None):
+        raise ConfigError(f"{flag} {folder} holds a {res['kind']} run, not a {kind} run: point {flag} at a {kind} run")
+    inputs = res.get("digest_inputs") or {}
+    if inputs.get("stage") == kind and all(k in inputs for k in ("model", "dataset", "schedule", "lr", "seed")):
+        return inputs
+    named = run_of(folder)
+    if isinstance(named, SearchRun if kind == "search" else DenseRun):
+        return named
+    raise ConfigError(f"{f} records no inputs (it predates config digests) and {Path(folder).name!r} is not a {kind} "
+                      f"run name: rerun its {kind} stage, or give the folder its workflow name")

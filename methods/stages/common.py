@@ -8,12 +8,12 @@ dataclass (``methods.runs.cells``: what to train) and a ``StageContext`` (where 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from methods.base.io import remove_checkpoint
+from methods.base.io import CorruptFile, remove_checkpoint
 from methods.base.config import ConfigError, Precision, RunConfig, Scale, load_precision, validate
 from methods.base.data import balanced_subset, load_cifar, num_classes
 from methods.models import knobs_at
@@ -28,18 +28,26 @@ PAPER_TRAIN_IMAGES = 50_000
 @dataclass(frozen=True)
 class StageContext:
     """Where and how the stages train, the same for every run of one workflow: the ``scale``
-    (``benchmarks/scales/<name>.yaml``), the ``results`` root under which a run's folder is
-    ``run.path(results)`` (``methods.runs.cells``; the workflow's ``<results>/<scale>``), the
-    ``data_root`` holding CIFAR and whether torchvision may ``download`` it."""
+    (``benchmarks/scales/<name>.yaml``), the ``data_root`` holding CIFAR, the ``results`` root under
+    which a run's folder is ``run.path(results)`` (``methods.runs.cells``; the workflow's is
+    ``<results>/<scale>``) and whether torchvision may ``download`` CIFAR."""
 
     scale: Scale
     data_root: str
-    results: str = "results"
-    download: bool = False
+    results: str | None = field(default=None, kw_only=True)
+    download: bool = field(default=False, kw_only=True)
 
     def folder(self, run, given=None) -> Path:
-        """``given``, else the folder the workflow keeps ``run`` in."""
-        return Path(given if given is not None else run.path(self.results))
+        """``given``, else the folder the workflow keeps ``run`` in.
+
+        Raises:
+            ValueError: neither ``given`` nor a ``results`` root.
+        """
+        if given is not None:
+            return Path(given)
+        if self.results is None:
+            raise ValueError(f"no folder for {run.name}: pass its folder, or StageContext(..., results=<results>/<scale>)")
+        return Path(run.path(self.results))
 
 
 #: torch's own thread count, which ``threads: 0`` means (also for a later run of a batch).
@@ -130,7 +138,7 @@ def save_result(out: Path, result: dict, digest_inputs) -> Result:
     """Every trained stage's last step: record the config digest (``methods.runs.digest``: what makes
     the result current), write ``out/result.json`` atomically and checked
     (``methods.runs.results.write_result``), then drop the checkpoint (only now: a kill before the
-    write resumes from it) and mark the run finished.
+    write resumes from it) and mark the run finished. Returns the typed result written.
 
     Raises:
         ValueError: a recorded field missing or of the wrong type (``write_result``).
@@ -165,4 +173,9 @@ def done_result(out: Path, inputs: dict, upstream: Path | None = None) -> Result
         methods.base.io.CorruptFile: a result.json whose fields have the wrong types.
     """
     done = dg.current(out, inputs, upstream)
-    return None if done is None else check_result(done, str(out / "result.json"))
+    if done is None:
+        return None
+    try:
+        return check_result(done, str(out / "result.json"))
+    except CorruptFile as e:
+        raise CorruptFile(f"{e}; delete it to train the run again") from None

@@ -59,7 +59,8 @@ def run_search(run: SearchRun, ctx: StageContext, out: Path | None = None, snaps
     the run is already done).
 
     Raises:
-        ConfigError: a bad field of ``run`` at ``ctx.scale``; DatasetError: no data.
+        ConfigError: a bad field of ``run`` at ``ctx.scale``; DatasetError: no data;
+            methods.base.io.CorruptFile: a current result.json whose fields have the wrong types.
     """
     out, scale = ctx.folder(run, out), ctx.scale
     lrs = list(run.lrs) if run.lrs else None
@@ -215,7 +216,7 @@ def run_retrain(run: RetrainRun, ctx: StageContext, out: Path | None = None, sea
 
     ``run.init``:
       * ``"fresh"`` (Table 1/Figure 1 default; with ``draw="eb"`` it is EB Train (re-init)):
-        re-initialise the drawn network with the EB init from ``seed``, train all epochs;
+        re-initialise the drawn network with the EB init from the search's seed, train all epochs;
       * ``"drawn"``: keep the weights at the draw epoch, train all epochs (NS and ThiNet
         fine-tuning from ``draw="final"``; SNIP from ``draw="0"``);
       * ``"continue"`` (with ``draw="eb"`` it is EB Train): keep the ticket's weights and train
@@ -240,7 +241,9 @@ def run_retrain(run: RetrainRun, ctx: StageContext, out: Path | None = None, sea
     trained and the result records ``no_ticket`` ("refused: ...") beside it.
 
     Raises:
-        ConfigError: bad ``init``, ``draw`` or ``prune``; FileNotFoundError: no snapshot for drawn weights.
+        ConfigError: bad ``run.init``, ``run.draw`` or ``run.prune``; FileNotFoundError: the search has
+            no result.json, or no snapshot for drawn weights; DatasetError: no data;
+            methods.base.io.CorruptFile: a current result.json whose fields have the wrong types.
     """
     out, search_dir, scale = ctx.folder(run, out), ctx.folder(run.search, search_dir), ctx.scale
     ratio, draw, init, prune, precision, seed = run.ratio, run.draw, run.init, run.prune, run.precision, run.search.seed

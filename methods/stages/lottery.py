@@ -6,7 +6,7 @@ trains the pruned one from either arm:
 
 * ``winning`` (winning ticket): the kept weights take their values in theta_0 (RT
   ``main_lottery.py``, ``lottery_ticket.py``); every other parameter and buffer is theta_0's too;
-* ``random`` (random init), drawn from seed ``seed + RANDOM_SEED_OFFSET`` and pruned with the
+* ``random`` (random init), drawn from seed ``dense seed + RANDOM_SEED_OFFSET`` and pruned with the
   same mask. Structured (``l1``, RT ``main_scratch_mask.py``): theta_0 with every conv weight
   redrawn He fan-out at the dense layer's scale (n = 9 * out of the dense layer), then the kept
   filters; BN and Linear keep theta_0's values, as the official seed-1 rebuild gives. Unstructured
@@ -15,7 +15,7 @@ trains the pruned one from either arm:
 
 Both arms, and the dense run, use the same recipe at the same LR: SGD momentum 0.9, weight
 decay 1e-4, no L1 on BN, 160 epochs (scaled), LR x0.1 at 80 and 120, batch 64 (RT ``main.py``,
-``cifar.py``), the batches and augmentation drawn from ``seed``, so the arms differ only in
+``cifar.py``), the batches and augmentation drawn from the dense run's seed, so the arms differ only in
 their start. The filter-pruned network is physically narrower (equivalent to RT's zeroed
 filters, whose channels stay dead: ``methods.pruning.l1``); a weight mask is held through every step
 (``methods.pruning.unstructured``).
@@ -71,7 +71,8 @@ def run_dense(run: DenseRun, ctx: StageContext, out: Path | None = None) -> Resu
     convention, ``methods.metrics.flops``), ``train_flops`` / ``train_flops_paper`` and ``energy`` (joules).
 
     Raises:
-        ConfigError: a model without an entry in the scale; DatasetError: no data.
+        ConfigError: a model without an entry in the scale; DatasetError: no data;
+            methods.base.io.CorruptFile: a current result.json whose fields have the wrong types.
     """
     out, scale = ctx.folder(run, out), ctx.scale
     digest_inputs = dg.dense_inputs(scale, run.model, run.dataset, run.schedule, run.lr, run.seed)
@@ -154,8 +155,9 @@ def run_lottery(run: LotteryRun, ctx: StageContext, out: Path | None = None, den
     and ``train_flops_paper`` (this training only) and ``energy``.
 
     Raises:
-        ConfigError: unknown method, arm or target; FileNotFoundError: the dense run's snapshots
-        are missing; RuntimeError: a corrupt snapshot.
+        ConfigError: unknown method, arm or target; FileNotFoundError: the dense run's result.json
+            or snapshots are missing; RuntimeError: a corrupt snapshot; DatasetError: no data;
+            methods.base.io.CorruptFile: a current result.json whose fields have the wrong types.
     """
     out, dense_dir, scale = ctx.folder(run, out), ctx.folder(run.dense, dense_dir), ctx.scale
     prune, target, arm, seed = run.prune, run.target, run.arm, run.dense.seed
@@ -168,6 +170,8 @@ def run_lottery(run: LotteryRun, ctx: StageContext, out: Path | None = None, den
     tgt = _target(prune, target)
     if arm not in ARMS:
         raise ConfigError(f"arm={arm!r}: choose one of {ARMS}")
+    if not (dense_dir / "result.json").is_file():
+        raise FileNotFoundError(f"dense run {dense_dir} has no result.json: run its dense stage first (or fix --dense)")
     dense = read_json(dense_dir / "result.json")
     dcfg = dense["config"]
     snaps = {k: dense_dir / "snapshots" / f"{k}.pt" for k in ("epoch0", "final")}
