@@ -246,8 +246,8 @@ def _stage(args, scale) -> None:
         from methods.stages.lottery import run_lottery
 
         _check_upstream(args.dense, args.prune)
-        run = LotteryRun(_seeded(dense_run_of(args.dense), args.seed, "--dense", args.dense), args.prune, args.target,
-                         args.arm)
+        dense = _seeded(dense_run_of(args.dense), args.seed, "--dense", args.dense)
+        run = LotteryRun(dense, args.prune, args.target, args.arm)
         res = run_lottery(run, ctx, args.out, args.dense, refuse_disconnected=args.refuse_disconnected)
         print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
                           "weight_density": res.weight_density}))
@@ -256,9 +256,9 @@ def _stage(args, scale) -> None:
         from methods.stages.eb import run_retrain
 
         _check_upstream(args.search, args.prune)
-        run = RetrainRun(_seeded(search_run_of(args.search), args.seed, "--search", args.search), args.ratio, args.draw,
-                         args.init,
-                         args.schedule, args.lr, args.prune, args.precision, tuple(args.lrs) if args.lrs else None)
+        search = _seeded(search_run_of(args.search), args.seed, "--search", args.search)
+        run = RetrainRun(search, args.ratio, args.draw, args.init, args.schedule, args.lr, args.prune, args.precision,
+                         tuple(args.lrs) if args.lrs else None)
         res = run_retrain(run, ctx, args.out, args.search, refuse_disconnected=args.refuse_disconnected)
         print(json.dumps({"out": args.out, "best_acc": res.best_acc, "final_acc": res.final_acc,
                           **({"no_ticket": res.no_ticket} if res.no_ticket is not None else {})}))
