@@ -143,8 +143,10 @@ def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(tmp_path, d
 @pytest.mark.parametrize("edit,needle", [
     (lambda s: s["table1"].update(modles=["vgg16"]), "table1: unknown key 'modles' (misspelt?); known: ["),
     (lambda s: s["table1"].update(models=["resnet9"]), "table1: models=['resnet9']: unknown model 'resnet9'; choose from"),
+    (lambda s: s["table1"].update(models=["vgg5"]), "(a plug-in's? load it: --config plugins=FILE, or PRUNING_SUITE_PLUGINS"),
     (lambda s: s["table2"].update(ratios=[0.3, 1.5]), "table2: ratios=[0.3, 1.5]: pruning ratio must lie in (0, 1), got 1.5"),
     (lambda s: s["table2"]["rows"]["snip"].update(prune="snipp"), "rows.snip.prune='snipp': unknown pruning method 'snipp'"),
+    (lambda s: s["table2"]["rows"]["snip"].update(prune="random"), "unknown pruning method 'random'; choose from ['bn', "),
     (lambda s: s["figure1"].update(draws=["10", "170"]), "draw '170': a paper-scale epoch 0..160"),
     (lambda s: s["table4"].update(schedule="30-60"), "table4: schedule='30-60': unknown schedule '30-60'; choose from"),
     (lambda s: s["table9"].update(arms=["winner"]), "table9: arms.0='winner': Input should be 'winning' or 'random'"),

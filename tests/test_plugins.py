@@ -160,6 +160,7 @@ def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root
     assert rnd.role == "baseline" and rnd.flops_paper_units > 0 and rnd.energy_modelled_kj > 0 and rnd.flop_reduction > 0
     html = (tiny / "report" / "table2.html").read_text()
     assert "Random channels" in html
+    assert "baselines here are NS, Random channels (the paper's:\nLT (one-shot), SNIP, NS, ThiNet;" in html
     # the Improv. row compares the EB rows with the baselines; none has an EB row here
     improv = pd.read_csv(tiny / "tables" / "table2_improv.csv")
     assert len(improv) == 1 and improv.eb_rows.isna().all()
@@ -172,7 +173,8 @@ def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root
 
     t1 = pd.read_csv(tiny / "tables" / "table1.csv")
     assert list(t1.model) == ["vgg5"] and t1.ours_mean.notna().all()
-    assert "VGG-5" in (tiny / "report" / "table1.html").read_text()
+    t1_html = (tiny / "report" / "table1.html").read_text()
+    assert "VGG-5" in t1_html and "eb_table1.csv</code> has none of these rows" in t1_html  # the file is there
     t1_run = tiny / "search" / "vgg5-cifar10-80-120-lr0.1-s1" / "retrain" / "p0.5-e10-fresh-80-120-lr0.1" / "result.json"
     # conv MACs at 32, 16, 8, 4 and 2 pixels square, plus the Linear(64, 10): the plug-in's dense network
     macs = 16 * 3 * 9 * 32 ** 2 + 32 * 16 * 9 * 16 ** 2 + 64 * 32 * 9 * 8 ** 2 + 64 * 64 * 9 * 4 ** 2 + 64 * 64 * 9 * 2 ** 2 + 640
@@ -188,6 +190,13 @@ def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root
                             text=True, timeout=120)
     # "sweep  2  0  0  0  0  2": both cells done
     assert status.returncode == 0 and ["sweep", "2", "0", "0", "0", "0", "2"] in [ln.split() for ln in status.stdout.splitlines()]
+    # a plug-in cell's page gives a rerun command that loads the plug-in, and that command finds the cell's jobs
+    cell_page = (tiny / "report" / "cells" / "table2" / "vgg5_cifar10_random_0.5.html").read_text()
+    assert f"PRUNING_SUITE_PLUGINS={plugin} python -m methods rerun table2 vgg5/cifar10/random/0.5" in cell_page
+    rerun = subprocess.run([sys.executable, "-m", "methods", "rerun", "table2", "vgg5/cifar10/random/0.5", "--scale", "tiny",
+                            "--results", str(out), "--data-root", str(data_root), "--tables", str(tmp_path / "tables.yaml"),
+                            "-n"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and '"retrain": 1' in rerun.stdout, rerun.stderr[-2000:]
 
 
 def test_a_pruned_plugin_model_equals_its_masked_dense_network():

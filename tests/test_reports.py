@@ -271,6 +271,7 @@ def test_empty_tree_renders_all_pending(tmp_path):
     assert set(t2.method) == {"lt_oneshot", "snip", "ns", "thinet", "eb_reinit", "eb_train", "eb_lf", "eb_ll"}
     html = (results / "report" / "table2.html").read_text()
     assert "pending: not run yet" in html and "not built yet" not in html
+    assert "baselines here are LT (one-shot), SNIP, NS, ThiNet. Recomputed" in html  # the paper's own: no caveat
     f2 = pd.read_csv(results / "tables" / "figure2.csv")
     assert len(f2) == 2 * 3 * 5 and (f2.search_precision == "bfp8").all() and f2.n_runs.sum() == 0
     assert "0 / 30 points" in (results / "report" / "index.html").read_text()

@@ -23,6 +23,8 @@ Ratio = Number  # 0.5, 0.50, 5e-1 and YAML 1.1's string "5e-1" are one ratio (me
 #: Start weights of a retraining (methods.stages.eb.run_retrain): fresh init, drawn weights, continue
 #: from the draw epoch (EB Train), rewind to theta_0 (LT), continue with a fresh init (main_c.py).
 INITS = ("fresh", "drawn", "continue", "rewind", "continuefresh")
+#: A plug-in's model or method is known only once the plug-in is loaded (``methods.base.plugins``).
+PLUGIN_HINT = " (a plug-in's? load it: --config plugins=FILE, or PRUNING_SUITE_PLUGINS=FILE for a command run by hand)"
 
 
 class _Spec(BaseModel):
@@ -45,7 +47,8 @@ class _Spec(BaseModel):
             known, what = checks[info.field_name]
             bad = [x for x in values if x not in known]
             if bad:
-                raise ValueError(f"unknown {what} {bad[0]!r}; choose from {sorted(known)}")
+                hint = PLUGIN_HINT if what == "model" else ""
+                raise ValueError(f"unknown {what} {bad[0]!r}; choose from {sorted(known)}{hint}")
         elif info.field_name in ("ratio", "ratios"):
             for x in values:
                 check_ratio(x)
@@ -138,7 +141,7 @@ class Row(_Spec):
         from methods.pruning.registry import PRUNING
 
         if v not in PRUNING:
-            raise ValueError(f"unknown pruning method {v!r}; choose from {sorted(PRUNING)}")
+            raise ValueError(f"unknown pruning method {v!r}; choose from {sorted(PRUNING)}{PLUGIN_HINT}")
         return v
 
 

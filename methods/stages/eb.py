@@ -181,7 +181,8 @@ def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: in
 def _snapshot(search_dir: Path, epoch: int) -> dict:
     snap = search_dir / "snapshots" / f"epoch{epoch}.pt"
     if not snap.is_file():
-        raise FileNotFoundError(f"{snap} missing: rerun the search with this epoch in snapshot_epochs")
+        raise FileNotFoundError(f"{snap} missing: rerun the search with the draw in --snapshot-epochs (paper-scale "
+                                "epochs, e.g. --snapshot-epochs 10 for --draw 10; the workflow adds every table's draws)")
     return load_torch(snap, "snapshot")
 
 

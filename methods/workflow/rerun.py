@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from methods.base.tables import TABLES
 from methods.base.config import ROOT, load_scale
 from methods.runs.digest import path_stale_reason
 from methods.base.io import CorruptFile, read_json
+from methods.base.plugins import ENV as PLUGINS_ENV
 
 
 def arg_path(p) -> str:
@@ -38,8 +40,11 @@ SEARCH_FIGURES = ("figure3", "figure5")
 
 def command(table: str, cell_id: str, scale: str, results: str = "results", data_root: str = "data",
             seeds=None, tables: str | None = None) -> str:
-    """The shell command that reruns a cell, as its page prints it."""
-    parts = ["python -m methods rerun", table, cell_id, "--scale", scale, "--results", results, "--data-root", data_root]
+    """The shell command that reruns a cell, as its page prints it; with the plug-ins loaded here
+    (``methods.base.plugins``) in front, as its table may need their models or methods."""
+    plugins = os.environ.get(PLUGINS_ENV)
+    parts = [f"{PLUGINS_ENV}={shlex.quote(plugins)}"] if plugins else []
+    parts += ["python -m methods rerun", table, cell_id, "--scale", scale, "--results", results, "--data-root", data_root]
     if tables:
         parts += ["--tables", tables]
     for s in seeds or ():

@@ -128,7 +128,8 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
     html = render("table1.html", title=TABLES[table]["title"], scale=scale, table=table,
                   prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s, grid=grid, n_rows=n_rows,
                   runs=runs_rows, summary=summary(cells), has_paper=any(not math.isnan(c["paper"]) for c in cells),
-                  paper_csv=TABLES[table]["csv"].relative_to(ROOT).as_posix(), by_lr=TABLES[table]["row"] == "lr")
+                  paper_csv=TABLES[table]["csv"].relative_to(ROOT).as_posix(), paper_file=TABLES[table]["csv"].is_file(),
+                  by_lr=TABLES[table]["row"] == "lr")
     write_text(report / f"{table}.html", html)
     cellpage.build_all(scale, results, table, spec, data_root,
                        {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
