@@ -18,7 +18,7 @@ from markupsafe import Markup
 from methods.base.config import PAPER_EPOCHS, Scale
 from methods.base.io import CorruptFile, read_json  # noqa: F401 (pages import them from here)
 from methods.runs.results import Result, Run, load_run  # noqa: F401 (the pages read runs through here)
-from methods.models import MODELS
+from methods.models import MODELS, knobs_at
 from methods.base.tables import TABLES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -99,8 +99,10 @@ def scale_note(scale: Scale) -> str:
             "each run records its count)" if scale.train_images is None
             else f"{scale.train_images} class-balanced training images")
     timgs = "all test images" if scale.test_images is None else f"{scale.test_images} test images"
+    # the scale file's models, then those registered with knobs at this scale (a plug-in's: register_model(scales=))
+    models = {**scale.models, **{m: kn for m in MODELS if m not in scale.models and (kn := knobs_at(m, scale))}}
     knobs = "; ".join(f"{m} " + ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}" for k, v in kn.items())
-                      for m, kn in scale.models.items() if kn)
+                      for m, kn in models.items() if kn)
     knobs = f"reduced ({knobs})" if knobs else "the papers' architectures"
     return (f"Scale <b>{scale.name}</b>: {scale.epochs} training epochs (papers: {PAPER_EPOCHS}), "
             f"batch {scale.batch_size} (RT: {scale.batch(64)}), "

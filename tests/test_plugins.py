@@ -231,3 +231,18 @@ def _check_vgg6(build_model, model_name, prune_channels, zero_pruned_bn, bn_laye
     x = torch.randn(4, 3, 32, 32, generator=g)
     with torch.no_grad():
         assert torch.allclose(pruned(x), dense(x), atol=1e-5)
+
+
+def test_the_scale_note_names_a_plugin_model_s_knobs(monkeypatch):
+    """A model registered with knobs at a scale (``register_model(scales=)``) is reduced there like the
+    suite's own, so each page's scale note says so; the scale file's models come first, as before."""
+    from methods.base.config import load_scale
+    from methods.models import MODELS, ModelEntry
+    from reports.common import scale_note
+
+    tiny = load_scale("tiny")
+    before = scale_note(tiny)
+    monkeypatch.setitem(MODELS, "vgg7", ModelEntry("vgg7", lambda num_classes=10, width=1.0: None, "vgg", "VGG-7", "",
+                                                   {"tiny": {"width": 0.5}}))
+    note = scale_note(tiny)
+    assert "resnet50 width 0.125; vgg7 width 0.5)" in note and note.replace("; vgg7 width 0.5", "") == before
