@@ -1,7 +1,6 @@
 # Wires the stages; all logic lives in methods/ (training, pruning) and reports/ (pages).
 # Targets: one per registered table (methods/base/tables.py: table1, table2, table4, figure1, figure2, figure3, figure5 (EB),
 # table8, table9 (RT), and a plug-in's), claims, all_tables. Run folders and names: methods/runs/cells.py.
-import os
 import shlex
 import sys
 
@@ -14,7 +13,7 @@ from methods.runs.digest import inputs_of, marker, run_of, write_marker
 from methods.base.inputs import workflow_config
 from methods.base.preempt import ignore_warnings
 from methods.workflow.jobs import RUNTIME_YAML, groups, lottery_args, lrs_flag, retrain_args, runtime_minutes
-from methods.base.plugins import ENV as PLUGINS_ENV, load as load_plugins, load_configured
+from methods.base.plugins import load as load_plugins, load_configured
 from methods.base.tables import TABLES
 
 configfile: "config.yaml"
@@ -22,11 +21,11 @@ configfile: "config.yaml"
 # Every key checked before any rule (methods/base/inputs.py): a misspelt key would be ignored silently,
 # and --config download=false arrives as the string "false".
 CFG = workflow_config(config)
-# A plug-in's methods, models and tables (methods/base/plugins.py): those of the plugins key and those
-# PRUNING_SUITE_PLUGINS already names (methods rerun, a variable set by hand), loaded here and, through
-# the environment, in every job this workflow starts; then the installed entry points.
-load_plugins([*CFG.plugins, *os.environ.get(PLUGINS_ENV, "").split(os.pathsep)])
+# A plug-in's methods, models and tables (methods/base/plugins.py): those PRUNING_SUITE_PLUGINS already
+# names (methods rerun, a variable set by hand) and the installed entry points, then the plugins key's;
+# every job this workflow starts loads the same files through the environment.
 load_configured()
+load_plugins(CFG.plugins)
 SCALE = load_scale(CFG.scale)
 R = f"{CFG.results}/{SCALE.name}"
 PY = sys.executable

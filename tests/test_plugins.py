@@ -128,6 +128,24 @@ def test_a_missing_plugin_is_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "methods", "status", "--scale", "tiny", "--results", str(tmp_path)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "gone.py not found" in run.stderr, run.stderr
+    assert "(named by PRUNING_SUITE_PLUGINS=" in run.stderr  # where the bad name came from
+
+
+def test_entry_point_plugins_are_loaded_but_never_exported(monkeypatch):
+    """An entry point ("pkg.mod:attr") is each process's own to load: exported in PRUNING_SUITE_PLUGINS, a
+    child would try to import it as a module name and fail."""
+    import types
+
+    import methods.base.plugins as plugins
+
+    module = types.ModuleType("fakeplug")
+    ep = types.SimpleNamespace(value="fakeplug:register", load=lambda: module)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [ep] if group == plugins.GROUP else [])
+    monkeypatch.setattr(plugins, "_ENTRY", {})
+    monkeypatch.setenv(plugins.ENV, "")
+    assert module in plugins.load_configured()
+    plugins.load([])  # e.g. the Snakefile's plugins key, loaded after the entry points
+    assert "fakeplug" not in os.environ[plugins.ENV]
 
 
 def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root):
@@ -197,6 +215,12 @@ def test_plugins_add_a_table2_row_a_table1_model_and_a_table(tmp_path, data_root
                             "--results", str(out), "--data-root", str(data_root), "--tables", str(tmp_path / "tables.yaml"),
                             "-n"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and '"retrain": 1' in rerun.stdout, rerun.stderr[-2000:]
+    # through submitit, whose job is a fresh process that loads the plug-ins the environment names ("local": no SLURM)
+    slurm = subprocess.run([sys.executable, "-m", "methods", "rerun", "table2", "vgg5/cifar10/random/0.5", "--scale",
+                            "tiny", "--results", str(out), "--data-root", str(data_root), "--tables",
+                            str(tmp_path / "tables.yaml"), "-n", "--slurm", "--cluster", "local", "--wait"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert slurm.returncode == 0 and '"retrain": 1' in slurm.stdout, slurm.stdout[-2000:] + slurm.stderr[-2000:]
 
 
 def test_a_pruned_plugin_model_equals_its_masked_dense_network():

@@ -277,6 +277,24 @@ def test_empty_tree_renders_all_pending(tmp_path):
     assert "0 / 30 points" in (results / "report" / "index.html").read_text()
 
 
+def test_table2_names_the_baselines_its_improv_row_compares(tmp_path):
+    """The paper's four baselines in another order or under other labels are still the paper's; dropping one
+    (role: extra) is not, and the page says so."""
+    from methods.runs.cells import load_tables
+
+    spec = load_tables()
+    rows = spec["table2"]["rows"]
+    spec["table2"]["rows"] = dict(reversed(list(rows.items())))
+    spec["table2"]["rows"]["snip"] = {**rows["snip"], "label": "SNIP (ours)"}
+    build("table2", load_scale("tiny"), str(tmp_path), spec=spec)
+    html = (tmp_path / "report" / "table2.html").read_text()
+    assert "baselines here are ThiNet, NS, SNIP (ours), LT (one-shot). Recomputed" in html
+    spec["table2"]["rows"]["thinet"] = {**rows["thinet"], "role": "extra"}
+    build("table2", load_scale("tiny"), str(tmp_path), spec=spec)
+    html = (tmp_path / "report" / "table2.html").read_text()
+    assert "baselines here are NS, SNIP (ours), LT (one-shot) (the paper's:\nLT (one-shot), SNIP, NS, ThiNet;" in html
+
+
 def test_result_files_are_readable_by_others(tmp_path):
     from methods.base.io import write_json
 

@@ -23,7 +23,8 @@ from methods.base.config import ConfigError
 
 ENV = "PRUNING_SUITE_PLUGINS"
 GROUP = "pruning_suite.plugins"
-_LOADED: dict[str, ModuleType] = {}
+_LOADED: dict[str, ModuleType] = {}  # files and module names: exported to child processes
+_ENTRY: dict[str, ModuleType] = {}  # entry points: each process loads its own, so never exported
 
 
 def _import(spec: str) -> ModuleType:
@@ -71,9 +72,13 @@ def load_configured() -> list[ModuleType]:
     Raises:
         ConfigError: as ``load``.
     """
-    mods = load(os.environ.get(ENV, "").split(os.pathsep))
+    named = os.environ.get(ENV, "")
+    try:
+        mods = load(named.split(os.pathsep))
+    except ConfigError as e:
+        raise ConfigError(f"{e} (named by {ENV}={named!r}: fix or unset it)") from None
     for ep in entry_points(group=GROUP):
-        if ep.value not in _LOADED:
-            _LOADED[ep.value] = ep.load()
-            mods.append(_LOADED[ep.value])
+        if ep.value not in _ENTRY:
+            _ENTRY[ep.value] = ep.load()
+            mods.append(_ENTRY[ep.value])
     return mods

@@ -43,13 +43,13 @@ def command(table: str, cell_id: str, scale: str, results: str = "results", data
     """The shell command that reruns a cell, as its page prints it; with the plug-ins loaded here
     (``methods.base.plugins``) in front, as its table may need their models or methods."""
     plugins = os.environ.get(PLUGINS_ENV)
-    parts = [f"{PLUGINS_ENV}={shlex.quote(plugins)}"] if plugins else []
-    parts += ["python -m methods rerun", table, cell_id, "--scale", scale, "--results", results, "--data-root", data_root]
+    args = ["python", "-m", "methods", "rerun", table, cell_id, "--scale", scale, "--results", results,
+            "--data-root", data_root]
     if tables:
-        parts += ["--tables", tables]
+        args += ["--tables", tables]
     for s in seeds or ():
-        parts += ["--seed", str(s)]
-    return " ".join(parts)
+        args += ["--seed", str(s)]
+    return (f"{PLUGINS_ENV}={shlex.quote(plugins)} " if plugins else "") + shlex.join(args)
 
 
 def targets(table: str, cell_id: str, scale: str, results: str = "results", seeds=None, tables: str | None = None,
@@ -234,6 +234,9 @@ class CellJob:
         self.delay = delay  # seconds from SLURM's warning to the end of the job
 
     def __call__(self, **kwargs) -> dict:
+        from methods.base.plugins import load_configured
+
+        load_configured()  # a fresh worker: the submitter's plug-ins reach it through the environment sbatch passes
         restarted = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
         if restarted:  # SLURM killed the previous attempt's processes; their locks on this cell are stale
             own, _ = targets(kwargs["table"], kwargs["cell_id"], kwargs["scale"], kwargs.get("results", "results"),

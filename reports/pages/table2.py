@@ -257,7 +257,9 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
                   scale=scale, prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s,
                   blocks=blocks, runs=runs_rows, summary=summary(cells), energy=energy,
                   baselines=[row_label(m, r) for m, r in s["rows"].items() if row_role(m, r) == "baseline"],
-                  paper_baselines=[ROW_NAMES[m] for m in BASELINES], paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
+                  paper_baselines=[ROW_NAMES[m] for m in BASELINES],
+                  own_baselines={m for m, r in s["rows"].items() if row_role(m, r) == "baseline"} == set(BASELINES),
+                  paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
     write_text(report / "table2.html", html)
     cellpage.build_all(scale, results, "table2", spec, data_root,
                        {c["id"]: {"ours": c["ours_mean"], "paper": c["paper"], "diff": c["diff"]} for c in cells})
