@@ -180,11 +180,11 @@ def draw_ticket(search_dir: Path, method: PruningMethod, ratio: float, epoch: in
 
 def _snapshot(search_dir: Path, epoch: int) -> dict:
     snap = search_dir / "snapshots" / f"epoch{epoch}.pt"
-    if not snap.is_file() and epoch == 0:  # every search writes theta_0 first
-        raise FileNotFoundError(f"{snap} missing: the search's folder lost its theta_0; rerun the search")
     if not snap.is_file():
-        raise FileNotFoundError(f"{snap} missing: rerun the search with the draw in --snapshot-epochs (paper-scale "
-                                "epochs, e.g. --snapshot-epochs 10 for --draw 10; the workflow adds every table's draws)")
+        fix = ("the search's folder lost its theta_0 (every search writes it first); rerun the search" if epoch == 0 else
+               "rerun the search with the draw in --snapshot-epochs (paper-scale epochs, e.g. --snapshot-epochs 10 "
+               "for --draw 10; the workflow adds every table's draws)")
+        raise FileNotFoundError(f"{snap} missing: {fix}")
     return load_torch(snap, "snapshot")
 
 

@@ -253,12 +253,12 @@ def build(scale: Scale, results: str, data_root: str | None = None, spec: dict |
         r["link"] = rel(r["path"], report) if r["status"] in ("done", "no EB ticket") else None
     energy = {"meter": None, "reason": None, "model": None,
               **next((r["energy"] for r in runs_rows if r["energy"]), {})}
+    baselines = [m for m, r in s["rows"].items() if row_role(m, r) == "baseline"]  # the rows the Improv. row compares
     html = render("table2.html", title="EB Table 2: accuracy, training FLOPs and energy against the baselines",
                   scale=scale, prov=provenance(all_runs, data_root), scale_note=scale_note(scale), spec=s,
                   blocks=blocks, runs=runs_rows, summary=summary(cells), energy=energy,
-                  baselines=[row_label(m, r) for m, r in s["rows"].items() if row_role(m, r) == "baseline"],
-                  paper_baselines=[ROW_NAMES[m] for m in BASELINES],
-                  own_baselines={m for m, r in s["rows"].items() if row_role(m, r) == "baseline"} == set(BASELINES),
+                  baselines=[row_label(m, s["rows"][m]) for m in baselines], paper_baselines=[ROW_NAMES[m] for m in BASELINES],
+                  own_baselines=set(baselines) == set(BASELINES),
                   paper_csv=PAPER_CSV.relative_to(ROOT).as_posix())
     write_text(report / "table2.html", html)
     cellpage.build_all(scale, results, "table2", spec, data_root,
